@@ -1,0 +1,33 @@
+"""cascade_core: the math and model loading of Pixel Cascade (never imports ComfyUI).
+
+Public names are imported lazily so that ``import cascade_core`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    # UNets
+    "UNet": "cascade_core.unet.model",
+    "UNetConfig": "cascade_core.unet.config",
+    "load_unet": "cascade_core.unet.loading",
+    # schedules, samplers, guidance
+    "SAMPLERS": "cascade_core.samplers",
+    "CFGGuider": "cascade_core.guidance",
+    "DynamicThreshold": "cascade_core.guidance",
+    # stage runner
+    "sample_stage": "cascade_core.stage",
+    # text encoder
+    "load_text_encoder": "cascade_core.text",
+    # weights
+    "WeightFileError": "cascade_core.weights",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cascade_core' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

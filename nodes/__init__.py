@@ -1,0 +1,1 @@
+"""ComfyUI adapters over :mod:`cascade_core` (filled in by the node-pack issue)."""
