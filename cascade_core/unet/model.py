@@ -1,0 +1,123 @@
+"""The IF-family UNet (IF-I-XL/L/M, IF-II-L/M) as one plain ``nn.Module`` built from :class:`UNetConfig`.
+
+Call contract: ``unet(x, t, text_embeds, noise_level=None)`` returns what diffusers'
+``UNet2DConditionModel(x, t, encoder_hidden_states=text_embeds, class_labels=noise_level).sample``
+returns. Parameter names equal diffusers' state-dict keys, so checkpoints load without renaming.
+Activations run in ``torch.channels_last`` memory format end to end.
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+from torch import nn
+
+from .blocks import DownBlock, LevelOptions, MidBlock, UpBlock
+from .checks import check_unet_inputs
+from .config import SIMPLE_ATTN_DOWN, SIMPLE_ATTN_UP, UNetConfig
+from .embeddings import TextPoolEmbedding, TimestepMLP, activation, sinusoidal_embedding
+
+
+class UNet(nn.Module):
+    """Pixel-space diffusion UNet with T5 cross-attention and learned-variance output.
+
+    x: [B, in_channels, H, W] (SR models: noisy image and upscaled low-res image concatenated),
+    t: [B] or scalar timesteps, text_embeds: [B, L, text_dim] raw T5 states (any L),
+    noise_level: [B] integer noise-augmentation levels (SR models only) -> [B, out_channels, H, W].
+    """
+
+    def __init__(self, config: UNetConfig, *, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None, operations: ModuleType = nn):
+        super().__init__()
+        self.config = c = config
+        ops, factory = operations, {"dtype": dtype, "device": device}
+        ch0, emb_dim = c.block_out_channels[0], c.time_embed_dim
+        self.conv_in = ops.Conv2d(c.in_channels, ch0, 3, padding=1, **factory)
+        self.time_embedding = TimestepMLP(ch0, emb_dim, c.act_fn, ops, **factory)
+        if c.class_embed_type == "timestep":
+            self.class_embedding = TimestepMLP(ch0, emb_dim, c.act_fn, ops, **factory)
+        elif c.num_class_embeds is not None:
+            self.class_embedding = ops.Embedding(c.num_class_embeds, emb_dim, **factory)
+        if c.encoder_hid_dim_type == "text_proj":
+            self.encoder_hid_proj = ops.Linear(c.encoder_hid_dim, c.cross_attention_dim, **factory)
+        if c.addition_embed_type == "text":
+            self.add_embedding = TextPoolEmbedding(c.text_dim, emb_dim, c.addition_embed_type_num_heads, ops, **factory)
+        self.time_embed_act = activation(c.time_embedding_act_fn) if c.time_embedding_act_fn else None
+        opts = LevelOptions(emb_dim, c.cross_attention_dim, c.norm_num_groups, c.norm_eps, c.act_fn,
+                            c.resnet_time_scale_shift == "scale_shift", c.resnet_skip_time_act,
+                            c.cross_attention_norm == "group_norm")
+        self.down_blocks, skip_channels = self._build_down(opts, ops, factory)
+        self.mid_block = MidBlock(c.block_out_channels[-1], opts, head_dim=c.attention_head_dim[-1],
+                                  only_cross=c.mid_block_only_cross_attention, scale=c.mid_block_scale_factor,
+                                  ops=ops, factory=factory)
+        self.up_blocks = self._build_up(opts, skip_channels, ops, factory)
+        self.conv_norm_out = ops.GroupNorm(c.norm_num_groups, ch0, eps=c.norm_eps, **factory)
+        self.conv_act = activation(c.act_fn)
+        self.conv_out = ops.Conv2d(ch0, c.out_channels, 3, padding=1, **factory)
+        self.to(memory_format=torch.channels_last)
+
+    def _build_down(self, opts: LevelOptions, ops: ModuleType, factory: dict) -> tuple[nn.ModuleList, list[int]]:
+        c, blocks = self.config, nn.ModuleList()
+        skip_channels, in_ch = [c.block_out_channels[0]], c.block_out_channels[0]
+        for i, (kind, out_ch) in enumerate(zip(c.down_block_types, c.block_out_channels)):
+            last = i == len(c.block_out_channels) - 1
+            n = c.layers_per_block[i]
+            blocks.append(DownBlock(in_ch, out_ch, n, opts, attention=kind == SIMPLE_ATTN_DOWN,
+                                    head_dim=c.attention_head_dim[i], only_cross=c.only_cross_attention[i],
+                                    downsample=not last, scale=c.resnet_out_scale_factor, ops=ops, factory=factory))
+            skip_channels += [out_ch] * (n + (0 if last else 1))
+            in_ch = out_ch
+        return blocks, skip_channels
+
+    def _build_up(self, opts: LevelOptions, skip_channels: list[int], ops: ModuleType, factory: dict) -> nn.ModuleList:
+        c, blocks = self.config, nn.ModuleList()
+        rev = lambda seq: list(reversed(seq))  # noqa: E731
+        prev_ch = c.block_out_channels[-1]
+        skips = list(skip_channels)
+        for i, (kind, out_ch) in enumerate(zip(c.up_block_types, rev(c.block_out_channels))):
+            n = rev(c.layers_per_block)[i] + 1
+            consumed = [skips.pop() for _ in range(n)]
+            blocks.append(UpBlock(prev_ch, out_ch, consumed, opts, attention=kind == SIMPLE_ATTN_UP,
+                                  head_dim=rev(c.attention_head_dim)[i], only_cross=rev(c.only_cross_attention)[i],
+                                  upsample=i < len(c.block_out_channels) - 1, scale=c.resnet_out_scale_factor,
+                                  ops=ops, factory=factory))
+            prev_ch = out_ch
+        return blocks
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.conv_in.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.conv_in.weight.device
+
+    def _embedding(self, t: torch.Tensor, text: torch.Tensor, noise_level: torch.Tensor | None) -> torch.Tensor:
+        """Global conditioning vector [B, time_embed_dim]: time (+ noise level) (+ pooled text), then act."""
+        c = self.config
+        sinus = lambda v: sinusoidal_embedding(v, c.block_out_channels[0], flip_sin_to_cos=c.flip_sin_to_cos,  # noqa: E731
+                                               freq_shift=c.freq_shift).to(self.dtype)
+        emb = self.time_embedding(sinus(t))
+        if c.class_embed_type == "timestep":
+            emb = emb + self.class_embedding(sinus(noise_level))
+        elif c.num_class_embeds is not None:
+            emb = emb + self.class_embedding(noise_level.long())
+        if c.addition_embed_type == "text":
+            emb = emb + self.add_embedding(text)
+        return emb if self.time_embed_act is None else self.time_embed_act(emb)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor | float, text_embeds: torch.Tensor,
+                noise_level: torch.Tensor | None = None) -> torch.Tensor:
+        t, noise_level = check_unet_inputs(self.config, x, t, text_embeds, noise_level)
+        text = text_embeds.to(self.dtype)
+        emb = self._embedding(t, text, noise_level)
+        ctx = self.encoder_hid_proj(text) if hasattr(self, "encoder_hid_proj") else text
+        h = self.conv_in(x.to(self.dtype).contiguous(memory_format=torch.channels_last))
+        skips = [h]
+        for block in self.down_blocks:
+            h, block_skips = block(h, emb, ctx)
+            skips += block_skips
+        h = self.mid_block(h, emb, ctx)
+        for block in self.up_blocks:
+            h = block(h, skips, emb, ctx)
+        return self.conv_out(self.conv_act(self.conv_norm_out(h)))
