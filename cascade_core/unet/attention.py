@@ -6,11 +6,11 @@ when the input is in ``torch.channels_last`` memory format.
 """
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import DEFAULT_OPS
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +34,7 @@ class SimpleCrossAttention(nn.Module):
     """
 
     def __init__(self, channels: int, context_dim: int, head_dim: int, *, groups: int, eps: float,
-                 only_cross: bool = False, norm_cross: bool = True, ops: ModuleType = nn, **factory):
+                 only_cross: bool = False, norm_cross: bool = True, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.heads = channels // head_dim
         self.only_cross = only_cross

@@ -7,8 +7,6 @@ and ``SimpleCrossAttnDownBlock2D`` (and the up variants) share code while keepin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
-
 import torch
 from torch import nn
 
@@ -29,12 +27,12 @@ class LevelOptions:
     skip_time_act: bool
     norm_cross: bool
 
-    def resnet(self, in_ch: int, out_ch: int, scale: float, ops: ModuleType, factory: dict, resample=None):
+    def resnet(self, in_ch: int, out_ch: int, scale: float, ops, factory: dict, resample=None):
         return ResnetBlock(in_ch, out_ch, self.emb_dim, groups=self.groups, eps=self.eps, act_fn=self.act_fn,
                            time_scale_shift=self.time_scale_shift, skip_time_act=self.skip_time_act,
                            output_scale_factor=scale, resample=resample, ops=ops, **factory)
 
-    def attention(self, ch: int, head_dim: int, only_cross: bool, ops: ModuleType, factory: dict):
+    def attention(self, ch: int, head_dim: int, only_cross: bool, ops, factory: dict):
         return SimpleCrossAttention(ch, self.context_dim, head_dim, groups=self.groups, eps=self.eps,
                                     only_cross=only_cross, norm_cross=self.norm_cross, ops=ops, **factory)
 
@@ -46,7 +44,7 @@ class DownBlock(nn.Module):
     """
 
     def __init__(self, in_ch: int, out_ch: int, num_layers: int, opts: LevelOptions, *, attention: bool,
-                 head_dim: int, only_cross: bool, downsample: bool, scale: float, ops: ModuleType, factory: dict):
+                 head_dim: int, only_cross: bool, downsample: bool, scale: float, ops, factory: dict):
         super().__init__()
         self.resnets = nn.ModuleList(
             opts.resnet(in_ch if i == 0 else out_ch, out_ch, scale, ops, factory) for i in range(num_layers))
@@ -75,7 +73,7 @@ class MidBlock(nn.Module):
     """resnet -> attention -> resnet at the deepest level (``UNetMidBlock2DSimpleCrossAttn``)."""
 
     def __init__(self, ch: int, opts: LevelOptions, *, head_dim: int, only_cross: bool, scale: float,
-                 ops: ModuleType, factory: dict):
+                 ops, factory: dict):
         super().__init__()
         self.resnets = nn.ModuleList(opts.resnet(ch, ch, scale, ops, factory) for _ in range(2))
         self.attentions = nn.ModuleList([opts.attention(ch, head_dim, only_cross, ops, factory)])
@@ -93,7 +91,7 @@ class UpBlock(nn.Module):
 
     def __init__(self, prev_ch: int, out_ch: int, skip_channels: list[int], opts: LevelOptions, *,
                  attention: bool, head_dim: int, only_cross: bool, upsample: bool, scale: float,
-                 ops: ModuleType, factory: dict):
+                 ops, factory: dict):
         super().__init__()
         ins = [(prev_ch if i == 0 else out_ch) + s for i, s in enumerate(skip_channels)]
         self.resnets = nn.ModuleList(opts.resnet(c, out_ch, scale, ops, factory) for c in ins)

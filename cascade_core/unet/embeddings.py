@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from types import ModuleType
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import DEFAULT_OPS
 
 
 def activation(name: str) -> nn.Module:
@@ -28,7 +28,7 @@ def sinusoidal_embedding(t: torch.Tensor, dim: int, *, flip_sin_to_cos: bool = T
 class TimestepMLP(nn.Module):
     """linear_1 -> act -> linear_2 on a sinusoidal embedding ([B, in_dim] -> [B, out_dim])."""
 
-    def __init__(self, in_dim: int, out_dim: int, act_fn: str, ops: ModuleType = nn, **factory):
+    def __init__(self, in_dim: int, out_dim: int, act_fn: str, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.linear_1 = ops.Linear(in_dim, out_dim, **factory)
         self.act = activation(act_fn)
@@ -45,7 +45,7 @@ class AttentionPool(nn.Module):
     [query token; all tokens]. Heads split channels as head * (D / heads) + j.
     """
 
-    def __init__(self, dim: int, num_heads: int, ops: ModuleType = nn, **factory):
+    def __init__(self, dim: int, num_heads: int, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.num_heads = num_heads
         self.positional_embedding = nn.Parameter(torch.randn(1, dim, **factory) / dim**0.5)
@@ -68,7 +68,7 @@ class AttentionPool(nn.Module):
 class TextPoolEmbedding(nn.Module):
     """``add_embedding``: LayerNorm -> attention pool -> Linear -> LayerNorm. T5 states [B, L, D] -> [B, Dt]."""
 
-    def __init__(self, text_dim: int, time_embed_dim: int, num_heads: int, ops: ModuleType = nn, **factory):
+    def __init__(self, text_dim: int, time_embed_dim: int, num_heads: int, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.norm1 = ops.LayerNorm(text_dim, **factory)
         self.pool = AttentionPool(text_dim, num_heads, ops, **factory)

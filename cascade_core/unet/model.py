@@ -7,10 +7,10 @@ Activations run in ``torch.channels_last`` memory format end to end.
 """
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 from torch import nn
+
+from .ops import DEFAULT_OPS
 
 from .blocks import DownBlock, LevelOptions, MidBlock, UpBlock
 from .checks import check_unet_inputs
@@ -27,7 +27,7 @@ class UNet(nn.Module):
     """
 
     def __init__(self, config: UNetConfig, *, dtype: torch.dtype | None = None,
-                 device: torch.device | str | None = None, operations: ModuleType = nn):
+                 device: torch.device | str | None = None, operations=DEFAULT_OPS):
         super().__init__()
         self.config = c = config
         ops, factory = operations, {"dtype": dtype, "device": device}
@@ -56,7 +56,7 @@ class UNet(nn.Module):
         self.conv_out = ops.Conv2d(ch0, c.out_channels, 3, padding=1, **factory)
         self.to(memory_format=torch.channels_last)
 
-    def _build_down(self, opts: LevelOptions, ops: ModuleType, factory: dict) -> tuple[nn.ModuleList, list[int]]:
+    def _build_down(self, opts: LevelOptions, ops, factory: dict) -> tuple[nn.ModuleList, list[int]]:
         c, blocks = self.config, nn.ModuleList()
         skip_channels, in_ch = [c.block_out_channels[0]], c.block_out_channels[0]
         for i, (kind, out_ch) in enumerate(zip(c.down_block_types, c.block_out_channels)):
@@ -69,7 +69,7 @@ class UNet(nn.Module):
             in_ch = out_ch
         return blocks, skip_channels
 
-    def _build_up(self, opts: LevelOptions, skip_channels: list[int], ops: ModuleType, factory: dict) -> nn.ModuleList:
+    def _build_up(self, opts: LevelOptions, skip_channels: list[int], ops, factory: dict) -> nn.ModuleList:
         c, blocks = self.config, nn.ModuleList()
         rev = lambda seq: list(reversed(seq))  # noqa: E731
         prev_ch = c.block_out_channels[-1]

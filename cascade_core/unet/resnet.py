@@ -1,11 +1,11 @@
 """The residual block of every IF UNet level (diffusers ``ResnetBlock2D``, IF ``ResBlock``)."""
 from __future__ import annotations
 
-from types import ModuleType
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import DEFAULT_OPS
 
 from .embeddings import activation
 
@@ -21,7 +21,7 @@ class ResnetBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, groups: int, eps: float, act_fn: str,
                  time_scale_shift: bool, skip_time_act: bool = False, output_scale_factor: float = 1.0,
-                 resample: str | None = None, ops: ModuleType = nn, **factory):
+                 resample: str | None = None, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.norm1 = ops.GroupNorm(groups, in_ch, eps=eps, **factory)
         self.conv1 = ops.Conv2d(in_ch, out_ch, 3, padding=1, **factory)

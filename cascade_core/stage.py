@@ -1,0 +1,125 @@
+"""One cascade stage: noise -> sampler loop over a (guided) denoiser -> image in [-1, 1].
+
+The base stage starts from Gaussian noise at the requested size. A super-resolution stage also
+upsamples the low-res image (bilinear, ``align_corners=True`` as IF does), noise-augments it once at
+``noise_level`` with the augmentation schedule (IF-II: cosine), and conditions every model call on it
+through the ``low_res`` / ``noise_level`` extra arguments. Random draws follow diffusers' order
+(initial noise, then augmentation noise, then per-step noise) from one seeded generator, so a seed
+reproduces the reference pipelines.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .denoisers import DiscreteVPDenoiser
+from .samplers import get_sampler
+from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
+from .spacing import timesteps_from_spec
+
+__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "noise_augment", "sample_stage"]
+
+
+class SuperResolutionInput(nn.Module):
+    """Feeds an SR UNet [x_t; low_res] on channels: (x_t [B,3,H,W], t, text_embeds, noise_level, low_res) -> out."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, text_embeds: torch.Tensor, *, noise_level: torch.Tensor,
+                low_res: torch.Tensor) -> torch.Tensor:
+        return self.unet(torch.cat([x, low_res.to(x.dtype)], dim=1), t, text_embeds, noise_level)
+
+
+def unet_denoiser(unet: nn.Module, *, schedule: str = "cosine", num_train_timesteps: int = 1000,
+                  prediction: str = "epsilon") -> DiscreteVPDenoiser:
+    """Wrap an IF UNet as a sigma-space denoiser (learned variance when it outputs 2x the image channels)."""
+    config = unet.config
+    image_channels = config.in_channels // 2 if config.is_super_resolution else config.in_channels
+    model = SuperResolutionInput(unet) if config.is_super_resolution else unet
+    return DiscreteVPDenoiser(model, ALPHA_SCHEDULES[schedule](num_train_timesteps), prediction=prediction,
+                              learned_variance=config.out_channels == 2 * image_channels)
+
+
+def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str, *, spacing: str = "leading") -> torch.Tensor:
+    """Sigmas [n+1] for ``steps`` (a count with diffusers ``spacing`` or an IF step string such as ``smart100``)."""
+    ac = denoiser.alphas_cumprod
+    return sigmas_for_timesteps(ac, timesteps_from_spec(steps, spacing=spacing, num_train_timesteps=len(ac)))
+
+
+def noise_augment(image: torch.Tensor, noise_level: int, alphas_cumprod: torch.Tensor,
+                  noise: torch.Tensor) -> torch.Tensor:
+    """q(x_n | x_0) at integer level n: sqrt(abar_n) * image + sqrt(1 - abar_n) * noise; image [B,C,H,W]."""
+    abar = alphas_cumprod[noise_level].to(image.device)
+    return abar**0.5 * image + (1 - abar) ** 0.5 * noise
+
+
+def _check_stage_inputs(height: int, width: int, batch_size: int, low_res: torch.Tensor | None,
+                        noise_level: int, aug_alphas: torch.Tensor) -> None:
+    if height <= 0 or width <= 0 or batch_size <= 0:
+        raise ValueError(f"height, width and batch_size must be positive (got {height}, {width}, {batch_size})")
+    if low_res is None:
+        return
+    if low_res.dim() != 4 or low_res.shape[1] != 3:
+        raise ValueError(f"low_res must be an image batch [B, 3, h, w] in [-1, 1], got shape {tuple(low_res.shape)}")
+    if low_res.shape[0] != batch_size:
+        raise ValueError(f"low_res has batch {low_res.shape[0]} but batch_size is {batch_size}")
+    if not bool(torch.isfinite(low_res).all()):
+        raise ValueError("low_res contains NaN or infinite values")
+    if not 0 <= noise_level < len(aug_alphas):
+        raise ValueError(f"noise_level must be in [0, {len(aug_alphas) - 1}], got {noise_level}")
+
+
+def sample_stage(
+    denoiser: Callable,
+    sigmas: torch.Tensor,
+    *,
+    batch_size: int = 1,
+    height: int = 64,
+    width: int = 64,
+    channels: int = 3,
+    sampler: str | Callable = "ddpm",
+    generator: torch.Generator | None = None,
+    low_res: torch.Tensor | None = None,
+    noise_level: int = 250,
+    aug_schedule: str = "cosine",
+    callback: Callable[[dict], None] | None = None,
+    sampler_options: dict | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Run one stage and return images [B, channels, height, width] in about [-1, 1] (float32).
+
+    ``denoiser`` is a sigma-space denoiser, normally a ``CFGGuider`` over :func:`unet_denoiser`.
+    ``low_res`` ([B, 3, h, w] in [-1, 1]) makes this a super-resolution stage. ``callback`` gets the
+    sampler's dict plus ``total`` (number of steps) after every step; raising from it interrupts.
+    """
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
+    aug_alphas = ALPHA_SCHEDULES[aug_schedule](1000)
+    if low_res is not None and batch_size == 1:
+        batch_size = low_res.shape[0]
+    _check_stage_inputs(height, width, batch_size, low_res, noise_level, aug_alphas)
+    device = torch.device(device) if device is not None else (low_res.device if low_res is not None else
+                                                                torch.device("cpu"))
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+
+    def randn(shape) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32).to(device)
+
+    shape = (batch_size, channels, height, width)
+    x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)  # x_T ~ N(0, I) in DDPM space
+    extra = {}
+    if low_res is not None:
+        upscaled = F.interpolate(low_res.float().to(device), (height, width), mode="bilinear", align_corners=True)
+        extra["low_res"] = noise_augment(upscaled, noise_level, aug_alphas, randn(upscaled.shape))
+        extra["noise_level"] = torch.full((batch_size,), noise_level, device=device, dtype=torch.long)
+    total = len(sigmas) - 1
+    step_callback = None if callback is None else (lambda info: callback({**info, "total": total}))
+    sample = get_sampler(sampler) if isinstance(sampler, str) else sampler
+    x = sample(denoiser, x, sigmas.to(device), extra_args=extra, callback=step_callback, disable=True,
+               noise_sampler=lambda sigma, sigma_next: randn(shape), **(sampler_options or {}))
+    return x / math.sqrt(1.0 + float(sigmas[-1]) ** 2)
