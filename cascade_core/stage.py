@@ -46,10 +46,19 @@ def unet_denoiser(unet: nn.Module, *, schedule: str = "cosine", num_train_timest
                               learned_variance=config.out_channels == 2 * image_channels)
 
 
-def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str, *, spacing: str = "leading") -> torch.Tensor:
-    """Sigmas [n+1] for ``steps`` (a count with diffusers ``spacing`` or an IF step string such as ``smart100``)."""
+def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str | list[int], *,
+                 spacing: str = "leading") -> torch.Tensor:
+    """Sigmas [n+1] (ending in 0) for ``steps``: a count with diffusers ``spacing``, an IF step string such
+    as ``smart100``, or an explicit descending list of integer timesteps."""
     ac = denoiser.alphas_cumprod
-    return sigmas_for_timesteps(ac, timesteps_from_spec(steps, spacing=spacing, num_train_timesteps=len(ac)))
+    if isinstance(steps, (list, tuple)):
+        timesteps = [int(t) for t in steps]
+        if not timesteps or any(b >= a for a, b in zip(timesteps, timesteps[1:])) or not 0 <= timesteps[-1] \
+                or timesteps[0] >= len(ac):
+            raise ValueError(f"timesteps must be strictly decreasing integers in [0, {len(ac) - 1}]")
+    else:
+        timesteps = timesteps_from_spec(steps, spacing=spacing, num_train_timesteps=len(ac))
+    return sigmas_for_timesteps(ac, timesteps)
 
 
 def noise_augment(image: torch.Tensor, noise_level: int, alphas_cumprod: torch.Tensor,
