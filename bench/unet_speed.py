@@ -30,6 +30,17 @@ from cascade_core.unet.norm import set_group_norm_mode  # noqa: E402
 from cascade_core.unet.presets import PRESETS  # noqa: E402
 
 GN_MODES = ("native", "nhwc", "compiled")
+DEV = "cuda"
+SMOKE_CONFIGS: dict = {}  # --smoke: tiny configs on the CPU, to check this script before spending GPU time
+
+
+def sync() -> None:
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
+def config_of(name: str) -> dict:
+    return SMOKE_CONFIGS.get(name) or PRESETS[name]
 LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw", "convert_layout", "transpose_readWrite", "nchw2nhwc", "nhwc2nchw")
 
 
@@ -37,12 +48,12 @@ def cuda_time(fn, warmup: int = 3, reps: int = 10) -> float:
     """Median wall time of fn() in seconds, synchronised."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
-        torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -51,9 +62,11 @@ def layout_share(fn) -> float:
     """Fraction of CUDA kernel time spent in NCHW<->NHWC conversion kernels during one call."""
     from torch.profiler import ProfilerActivity, profile
 
+    if DEV != "cuda":
+        return float("nan")
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
-        torch.cuda.synchronize()
+        sync()
     total = conv = 0.0
     for evt in prof.key_averages():
         t = evt.device_time_total if hasattr(evt, "device_time_total") else evt.cuda_time_total
@@ -68,8 +81,8 @@ def build_pair(name: str, dtype: torch.dtype):
     from diffusers import UNet2DConditionModel
 
     torch.manual_seed(0)
-    with torch.device("cuda"):
-        ref = UNet2DConditionModel(**PRESETS[name]).to(dtype).eval()
+    with torch.device(DEV):
+        ref = UNet2DConditionModel(**config_of(name)).to(dtype).eval()
     with torch.device("meta"):
         ours = UNet(UNetConfig.from_diffusers_config(dict(ref.config)))
     ours.load_state_dict({k: v.clone() for k, v in ref.state_dict().items()}, strict=True, assign=True)
@@ -80,27 +93,31 @@ def build_pair(name: str, dtype: torch.dtype):
 def bench_unet(name: str, size: int, rows: list, dtype=torch.bfloat16) -> None:
     ref, ours = build_pair(name, dtype)
     c = ours.config
-    g = torch.Generator("cuda").manual_seed(1)
-    x = torch.randn(2, c.in_channels, size, size, device="cuda", generator=g, dtype=dtype)
-    text = torch.randn(2, 77, c.text_dim, device="cuda", generator=g, dtype=dtype) * 0.1
-    t = torch.tensor([500, 500], device="cuda")
-    nl = torch.tensor([250, 250], device="cuda") if c.is_super_resolution else None
+    g = torch.Generator(DEV).manual_seed(1)
+    x = torch.randn(2, c.in_channels, size, size, device=DEV, generator=g, dtype=dtype)
+    text = torch.randn(2, 77, c.text_dim, device=DEV, generator=g, dtype=dtype) * 0.1
+    t = torch.tensor([500, 500], device=DEV)
+    nl = torch.tensor([250, 250], device=DEV) if c.is_super_resolution else None
     with torch.inference_mode():
         run_ref = lambda: ref(x, t, encoder_hidden_states=text, class_labels=nl).sample  # noqa: E731
         run_ours = lambda: ours(x, t, text, nl)  # noqa: E731
         expected, got = run_ref().float(), run_ours().float()
         rel = ((got - expected).norm() / expected.norm()).item()
-        torch.cuda.reset_peak_memory_stats()
+        if DEV == "cuda":
+            torch.cuda.reset_peak_memory_stats()
         t_ref = cuda_time(run_ref)
         share_ref = layout_share(run_ref)
         by_mode = {}
         for mode in GN_MODES:
             set_group_norm_mode(mode)
-            by_mode[mode] = (cuda_time(run_ours), layout_share(run_ours))
+            try:
+                by_mode[mode] = (cuda_time(run_ours), layout_share(run_ours))
+            except Exception as e:  # e.g. no compiler for "compiled": report, keep the other modes
+                print(f"group norm mode {mode} failed: {e!r}"[:300], flush=True)
         best = min(by_mode, key=lambda m: by_mode[m][0])
         set_group_norm_mode(best)
         t_ours, share_ours = by_mode[best]
-        peak = torch.cuda.max_memory_allocated() / 2**30
+        peak = torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else float("nan")
         ref_cl = ref.to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
         t_ref_cl = cuda_time(lambda: ref_cl(x_cl, t, encoder_hidden_states=text, class_labels=nl).sample)
@@ -111,7 +128,7 @@ def bench_unet(name: str, size: int, rows: list, dtype=torch.bfloat16) -> None:
                      layout_share_ours=share_ours, rel_l2_diff_vs_diffusers=rel, peak_gib=peak))
 
 
-def bench_stage(name: str, steps: int, rows: list, dtype=torch.bfloat16) -> None:
+def bench_stage(name: str, steps: int, size: int, rows: list, dtype=torch.bfloat16) -> None:
     """Whole stage loop: diffusers IF pipeline vs sample_stage (DDPM, CFG, dynamic thresholding)."""
     from diffusers import DDPMScheduler, IFPipeline, IFSuperResolutionPipeline
 
@@ -120,11 +137,11 @@ def bench_stage(name: str, steps: int, rows: list, dtype=torch.bfloat16) -> None
 
     ref, ours = build_pair(name, dtype)
     sr = ours.config.is_super_resolution
-    g = torch.Generator("cuda").manual_seed(2)
-    emb = torch.randn(1, 77, 4096, device="cuda", generator=g, dtype=dtype) * 0.1
-    neg = torch.randn(1, 77, 4096, device="cuda", generator=g, dtype=dtype) * 0.1
-    low = (torch.rand(1, 3, 64, 64, device="cuda", generator=g) * 2 - 1) if sr else None
-    max_value, scale, size = (1.0, 4.0, 256) if sr else (1.5, 7.0, 64)
+    g = torch.Generator(DEV).manual_seed(2)
+    emb = torch.randn(1, 77, 4096, device=DEV, generator=g, dtype=dtype) * 0.1
+    neg = torch.randn(1, 77, 4096, device=DEV, generator=g, dtype=dtype) * 0.1
+    low = (torch.rand(1, 3, size // 4, size // 4, device=DEV, generator=g) * 2 - 1) if sr else None
+    max_value, scale = (1.0, 4.0) if sr else (1.5, 7.0)
     sched = DDPMScheduler(beta_schedule="squaredcos_cap_v2", variance_type="learned_range", thresholding=True,
                           dynamic_thresholding_ratio=0.95, sample_max_value=max_value)
     common = dict(tokenizer=None, text_encoder=None, unet=ref, scheduler=sched, safety_checker=None,
@@ -137,13 +154,14 @@ def bench_stage(name: str, steps: int, rows: list, dtype=torch.bfloat16) -> None
     pipe.set_progress_bar_config(disable=True)
     kw = dict(image=low.to(dtype), noise_level=250) if sr else {}
     run_ref = lambda: pipe(prompt_embeds=emb, negative_prompt_embeds=neg, num_inference_steps=steps,  # noqa: E731
-                           guidance_scale=scale, output_type="pt", generator=torch.Generator("cuda").manual_seed(0),
+                           guidance_scale=scale, output_type="pt", height=size, width=size,
+                           generator=torch.Generator(DEV).manual_seed(0),
                            **kw).images
     den = unet_denoiser(ours)
     guider = CFGGuider(den, emb, neg, scale, post_cfg=[DynamicThreshold(0.95, max_value)])
     sigmas = stage_sigmas(den, steps)
     run_ours = lambda: sample_stage(guider, sigmas, height=size, width=size, low_res=low, noise_level=250,  # noqa: E731
-                                    generator=torch.Generator("cuda").manual_seed(0), device="cuda")
+                                    generator=torch.Generator(DEV).manual_seed(0), device=DEV)
     with torch.inference_mode():
         a, b = run_ref().float(), run_ours().float()
         t_ref = cuda_time(run_ref, warmup=1, reps=3)
@@ -158,23 +176,34 @@ def main() -> None:
     ap.add_argument("--stages", default="I,II")
     ap.add_argument("--steps", default="100,50")
     ap.add_argument("--skip-loops", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny models on the CPU (checks the script only)")
     args = ap.parse_args()
+    global DEV
+    if args.smoke:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from tiny_unets import FILE_IF_I, FILE_IF_II
+
+        DEV = "cpu"
+        SMOKE_CONFIGS.update({"IF-I-XL": dict(FILE_IF_I, encoder_hid_dim=4096, addition_embed_type_num_heads=64),
+                              "IF-II-L": dict(FILE_IF_II, encoder_hid_dim=4096, addition_embed_type_num_heads=64)})
     torch.backends.cudnn.benchmark = True
     import diffusers
 
     steps = dict(zip(("I", "II"), (int(s) for s in args.steps.split(","))))
     rows: list = []
-    jobs = {"I": ("IF-I-XL", 64), "II": ("IF-II-L", 256)}
+    jobs = {"I": ("IF-I-XL", 64), "II": ("IF-II-L", 256)} if not args.smoke else {"I": ("IF-I-XL", 16),
+                                                                                   "II": ("IF-II-L", 32)}
     for stage in args.stages.split(","):
         name, size = jobs[stage]
         bench_unet(name, size, rows)
         torch.cuda.empty_cache()
         print(json.dumps(rows[-1]), flush=True)
         if not args.skip_loops:
-            bench_stage(name, steps[stage], rows)
+            bench_stage(name, steps[stage], size, rows)
             torch.cuda.empty_cache()
             print(json.dumps(rows[-1]), flush=True)
-    result = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, diffusers=diffusers.__version__,
+    device = torch.cuda.get_device_name() if DEV == "cuda" else "cpu (smoke)"
+    result = dict(device=device, torch=torch.__version__, diffusers=diffusers.__version__,
                   rows=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
