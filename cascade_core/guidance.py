@@ -69,6 +69,10 @@ class CFGGuider:
 
     def _check_embeds(self) -> None:
         """Validate the positive/negative pair once, at construction."""
+        for name, value in (("positive", self.positive), ("negative", self.negative)):
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise ValueError(f"{name} embeddings contain NaN or infinite values (a text encoder run in float16 "
+                                 "overflows: use bfloat16 or float32)")
         if self.negative is None:
             if self.uses_uncond:
                 raise ValueError(

@@ -29,8 +29,12 @@ Callback = Callable[[dict], None]
 def _setup(
     x: Tensor, sigmas: Tensor | Sequence[float], extra_args: dict | None, noise_sampler: NoiseSampler | None
 ) -> tuple[Tensor, dict, NoiseSampler, Tensor]:
-    """Common argument handling: sigmas -> float32 1-D tensor on x.device, defaults for extras and noise."""
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float32, device=x.device)
+    """Common argument handling: sigmas -> float32 1-D CPU tensor, defaults for extras and noise.
+
+    Sigmas stay on the CPU so reading them as Python floats never waits for the GPU: the loop then
+    queues GPU work ahead instead of synchronising every step.
+    """
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).cpu()
     if sigmas.ndim != 1 or sigmas.numel() < 1:
         raise ValueError(f"sigmas must be a non-empty 1-D sequence, got shape {tuple(sigmas.shape)}")
     if sigmas.numel() > 1 and bool((sigmas[1:] >= sigmas[:-1]).any()):

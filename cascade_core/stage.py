@@ -20,6 +20,7 @@ from .denoisers import DiscreteVPDenoiser
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import timesteps_from_spec
+from .unet.checks import finite_checks
 
 __all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "noise_augment", "sample_stage"]
 
@@ -129,6 +130,10 @@ def sample_stage(
     total = len(sigmas) - 1
     step_callback = None if callback is None else (lambda info: callback({**info, "total": total}))
     sample = get_sampler(sampler) if isinstance(sampler, str) else sampler
-    x = sample(denoiser, x, sigmas.to(device), extra_args=extra, callback=step_callback, disable=True,
-               noise_sampler=lambda sigma, sigma_next: randn(shape), **(sampler_options or {}))
+    with finite_checks(False):  # inputs were checked once; per-step checks would sync the GPU every call
+        x = sample(denoiser, x, sigmas, extra_args=extra, callback=step_callback, disable=True,
+                   noise_sampler=lambda sigma, sigma_next: randn(shape), **(sampler_options or {}))
+    if not bool(torch.isfinite(x).all()):
+        raise FloatingPointError("the stage produced NaN or infinite values (numerical overflow: run the model in "
+                                 "bfloat16 or float32 rather than float16, or lower the guidance scale)")
     return x / math.sqrt(1.0 + float(sigmas[-1]) ** 2)

@@ -99,3 +99,17 @@ def test_bad_stage_inputs(base, sr):
     base_guider, base_den = _guider(base)
     with pytest.raises(ValueError, match="multiple of 4"):
         sample_stage(base_guider, stage_sigmas(base_den, 2), height=10, width=8)
+
+
+def test_nan_conditioning_and_nan_output(base):
+    den = unet_denoiser(base)
+    bad = torch.zeros(1, 6, 16)
+    bad[0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="positive embeddings contain NaN"):
+        CFGGuider(den, bad, torch.zeros(1, 6, 16), 5.0)
+
+    def broken(x, sigma, **extra):
+        return torch.full_like(x, float("nan"))
+
+    with pytest.raises(FloatingPointError, match="NaN"):
+        sample_stage(broken, stage_sigmas(den, 3), height=8, width=8, sampler="euler")

@@ -1,13 +1,28 @@
 """Input validation for :class:`UNet`: every mistake becomes a ``ValueError`` that names the problem."""
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 
 from .config import UNetConfig
 
+_check_finite = contextvars.ContextVar("pixel_cascade_check_finite", default=True)
+
+
+@contextlib.contextmanager
+def finite_checks(enabled: bool):
+    """Turn the per-call NaN/inf checks on or off (each costs a GPU sync); sampling loops check once instead."""
+    token = _check_finite.set(enabled)
+    try:
+        yield
+    finally:
+        _check_finite.reset(token)
+
 
 def _finite(name: str, value: torch.Tensor) -> None:
-    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+    if _check_finite.get() and value.is_floating_point() and not bool(torch.isfinite(value).all()):
         raise ValueError(f"unet input {name} contains NaN or infinite values")
 
 
