@@ -121,3 +121,13 @@ def test_parameter_bytes_and_offload(assets):
     n = sum(p.numel() for p in model.parameters())  # tied embedding counted once
     assert enc.parameter_bytes == 2 * n and enc.max_length == 77 and enc.hidden_size == 64
     assert enc.to("meta") is enc and enc.device.type == "meta"
+
+
+def test_fp16_variant_preferred_unless_fp32(assets):
+    root, spiece, model, _ = assets
+    repo = save_if_repo(model, spiece, root / "IF-both")
+    save_if_repo(model, spiece, root / "IF-both-16", fp16=True)
+    for f in (root / "IF-both-16" / "text_encoder").glob("model*fp16*"):
+        shutil.copy(f, repo / "text_encoder" / f.name)
+    assert load_text_encoder(repo, dtype=torch.float32).identity.startswith("t5:model-0")
+    assert load_text_encoder(repo, dtype=torch.bfloat16).identity.startswith("t5:model.fp16-0")
