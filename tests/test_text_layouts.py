@@ -82,7 +82,7 @@ def test_transformers_folder_matches_from_pretrained(assets):
     _check(enc, T5EncoderModel.from_pretrained(str(folder)).eval(), tok)
 
 
-@pytest.mark.parametrize("variant", ["shared", "embed_tokens", "both", "prefixed_fp16"])
+@pytest.mark.parametrize("variant", ["shared", "embed_tokens", "both", "prefixed_fp16", "with_decoder"])
 def test_single_file_variants(assets, variant):
     root, spiece, model, tok = assets
     state = encoder_state(model)
@@ -90,6 +90,11 @@ def test_single_file_variants(assets, variant):
         state["encoder.embed_tokens.weight"] = state.pop("shared.weight")
     elif variant == "both":
         state["encoder.embed_tokens.weight"] = state["shared.weight"].clone()
+    elif variant == "with_decoder":  # a full encoder-decoder checkpoint: the decoder is ignored
+        state.update({k.replace("encoder.", "decoder.", 1): torch.zeros_like(v) for k, v in state.items()
+                      if k.startswith("encoder.")})
+        state["lm_head.weight"] = torch.zeros_like(state["shared.weight"])
+        state["decoder.block.3.layer.0.SelfAttention.q.weight"] = torch.zeros(64, 64)  # more decoder layers
     elif variant == "prefixed_fp16":
         state = {f"text_encoders.t5xxl.transformer.{k}": v.half() for k, v in state.items()}
     path = save_single(state, root / variant / "t5xxl_test.safetensors")

@@ -24,7 +24,9 @@ __all__ = ["TensorPlan", "NotT5Error", "plan_tensors", "infer_config", "check_co
 log = logging.getLogger(__name__)
 
 LINEAR_NAMES = ("q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo")
-_ANCHORS = re.compile(r"^(.*?)encoder\.(?:block\.\d+\.layer\.0\.SelfAttention\.q\.weight|final_layer_norm\.weight)$")
+_ANCHORS = re.compile(
+    r"^((?:.*\.)?)encoder\.(?:block\.\d+\.layer\.0\.SelfAttention\.q\.weight|final_layer_norm\.weight)$"
+)
 _SCALE = (".scale_weight", ".weight_scale")
 _DROPPED = (".scale_input", ".input_scale")
 _IGNORED_PREFIXES = ("decoder.", "lm_head.")
