@@ -26,10 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cascade_core.unet.config import UNetConfig  # noqa: E402
 from cascade_core.unet.model import UNet  # noqa: E402
-from cascade_core.unet.norm import set_group_norm_mode  # noqa: E402
 from cascade_core.unet.presets import PRESETS  # noqa: E402
 
-GN_MODES = ("native", "nhwc", "compiled")
 DEV = "cuda"
 SMOKE_CONFIGS: dict = {}  # --smoke: tiny configs on the CPU, to check this script before spending GPU time
 
@@ -107,24 +105,14 @@ def bench_unet(name: str, size: int, rows: list, dtype=torch.bfloat16) -> None:
             torch.cuda.reset_peak_memory_stats()
         t_ref = cuda_time(run_ref)
         share_ref = layout_share(run_ref)
-        by_mode = {}
-        for mode in GN_MODES:
-            set_group_norm_mode(mode)
-            try:
-                by_mode[mode] = (cuda_time(run_ours), layout_share(run_ours))
-            except Exception as e:  # e.g. no compiler for "compiled": report, keep the other modes
-                print(f"group norm mode {mode} failed: {e!r}"[:300], flush=True)
-        best = min(by_mode, key=lambda m: by_mode[m][0])
-        set_group_norm_mode(best)
-        t_ours, share_ours = by_mode[best]
+        t_ours = cuda_time(run_ours)
+        share_ours = layout_share(run_ours)
         peak = torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else float("nan")
         ref_cl = ref.to(memory_format=torch.channels_last)
         x_cl = x.contiguous(memory_format=torch.channels_last)
         t_ref_cl = cuda_time(lambda: ref_cl(x_cl, t, encoder_hidden_states=text, class_labels=nl).sample)
     rows.append(dict(name=f"{name}_unet_fwd_b2_{size}px_bf16", diffusers_s=t_ref, diffusers_channels_last_s=t_ref_cl,
                      ours_s=t_ours, speedup_vs_diffusers=t_ref / t_ours, layout_share_diffusers=share_ref,
-                     group_norm_mode=best, ours_s_by_group_norm_mode={m: v[0] for m, v in by_mode.items()},
-                     layout_share_by_group_norm_mode={m: v[1] for m, v in by_mode.items()},
                      layout_share_ours=share_ours, rel_l2_diff_vs_diffusers=rel, peak_gib=peak))
 
 
