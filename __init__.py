@@ -1,15 +1,22 @@
 """Pixel Cascade: ComfyUI entry point.
 
-Importing this file outside ComfyUI does nothing (no network, no model loading); inside ComfyUI it
-exposes the node pack through ``comfy_entrypoint``.
+Imported outside ComfyUI this does nothing (no network, no model loading, no ComfyUI imports); inside a
+ComfyUI process it exposes the node pack through ``comfy_entrypoint`` (V3 node API).
 """
-try:  # pragma: no cover - only inside a ComfyUI process
+import os
+import sys
+
+try:  # only inside a ComfyUI process
     import comfy.utils  # noqa: F401
+
     _IN_COMFY = True
 except ImportError:
     _IN_COMFY = False
 
-if _IN_COMFY:  # pragma: no cover
-    from .nodes import comfy_entrypoint  # noqa: F401
+if _IN_COMFY:
+    _HERE = os.path.dirname(os.path.abspath(__file__))
+    if _HERE not in sys.path:
+        sys.path.append(_HERE)  # makes `cascade_core` importable; appended, so ComfyUI's own modules win
+    from .nodes import comfy_entrypoint  # noqa: F401,E402
 
 __all__ = ["comfy_entrypoint"] if _IN_COMFY else []

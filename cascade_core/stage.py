@@ -19,10 +19,10 @@ from torch import nn
 from .denoisers import DiscreteVPDenoiser
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
-from .spacing import timesteps_from_spec
+from .spacing import IF_STEP_STRINGS, timesteps_from_spec
 from .unet.checks import finite_checks
 
-__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "noise_augment", "sample_stage"]
+__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "schedule_sigmas", "noise_augment", "sample_stage"]
 
 
 class SuperResolutionInput(nn.Module):
@@ -60,6 +60,14 @@ def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str | list[int], *,
     else:
         timesteps = timesteps_from_spec(steps, spacing=spacing, num_train_timesteps=len(ac))
     return sigmas_for_timesteps(ac, timesteps)
+
+
+def schedule_sigmas(denoiser: DiscreteVPDenoiser, steps: int, schedule: str) -> torch.Tensor:
+    """Sigmas for a UI-style choice: ``schedule`` is a diffusers spacing (leading / trailing / linspace, using
+    ``steps``) or an IF step string (``smart100`` ..., which fixes its own step count and ignores ``steps``)."""
+    if schedule in IF_STEP_STRINGS:
+        return stage_sigmas(denoiser, schedule)
+    return stage_sigmas(denoiser, steps, spacing=schedule)
 
 
 def noise_augment(image: torch.Tensor, noise_level: int, alphas_cumprod: torch.Tensor,

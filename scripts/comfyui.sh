@@ -102,6 +102,7 @@ do_browser() {
 }
 
 do_start() {
+  mkdir -p "$ROOT"
   if curl -s -o /dev/null --max-time 2 "$URL/system_stats"; then
     log "port $PORT already answers; refusing to start a second server"; return 1
   fi

@@ -1,0 +1,103 @@
+"""Loader nodes: the T5 text encoder and the cascade UNets (base IF-I, super-resolution IF-II)."""
+from __future__ import annotations
+
+import torch
+
+from cascade_core.text import load_text_encoder
+from cascade_core.unet.inference import describe
+from cascade_core.unet.loading import load_unet
+
+from . import memory, model_files
+from ._comfy import io, model_management
+from .types import T5, UNET, ModelHandle
+
+CATEGORY = "Pixel Cascade"
+UNET_DTYPES = ["default", "bfloat16", "float16", "float32"]
+T5_DTYPES = UNET_DTYPES + ["float8_e4m3fn"]
+
+
+class UNetLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PixelCascadeUNetLoader", display_name="Cascade UNet Loader", category=CATEGORY,
+            description="Loads a DeepFloyd IF UNet: a base model (IF-I-XL/L/M, 64 px) or a super-resolution "
+                        "model (IF-II-L/M, 64 -> 256).",
+            inputs=[
+                io.Combo.Input("unet_name", options=model_files.unet_choices(),
+                               tooltip="A repo folder in models/pixel_cascade (e.g. IF-I-XL-v1.0/, holding unet/) "
+                                       "or a single .safetensors UNet file in models/diffusion_models."),
+                io.Combo.Input("dtype", options=UNET_DTYPES, default="default",
+                               tooltip="Weight precision. default: bfloat16 on GPUs that support it, else "
+                                       "float16; float32 on the CPU."),
+            ],
+            outputs=[UNET.Output(display_name="unet")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, unet_name: str) -> bool | str:
+        # ComfyUI 0.3.75 does not check V3 combo values itself: a missing file must still fail at validation.
+        return model_files.check_choice(unet_name, model_files.unet_choices(), "unet_name",
+                                        "models/pixel_cascade/<repo>/ or models/diffusion_models/")
+
+    @classmethod
+    def execute(cls, unet_name: str, dtype: str) -> io.NodeOutput:
+        path = model_files.resolve(unet_name, model_files.UNET_FILES)
+        load_device, offload = model_management.get_torch_device(), model_management.unet_offload_device()
+        torch_dtype = memory.default_dtype(dtype, load_device)
+
+        def load() -> ModelHandle:
+            unet = load_unet(path, device=offload, dtype=torch_dtype)
+            name = f"{unet_name} ({describe(unet.config.to_dict())})"
+            return memory.make_handle(unet, unet, name, torch_dtype, load_device=load_device, offload_device=offload)
+
+        return io.NodeOutput(memory.load_cached("unet", path, (torch_dtype,), load))
+
+
+class T5Loader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PixelCascadeT5Loader", display_name="T5 Text Encoder Loader", category=CATEGORY,
+            description="Loads the frozen T5-v1.1-XXL text encoder the IF stages are conditioned on.",
+            inputs=[
+                io.Combo.Input("t5_name", options=model_files.t5_choices(),
+                               tooltip="An IF repo folder in models/pixel_cascade (holding text_encoder/ and "
+                                       "tokenizer/) or a single file such as t5xxl_fp16.safetensors or "
+                                       "t5xxl_fp8_e4m3fn.safetensors in models/text_encoders."),
+                io.Combo.Input("device", options=["default", "cpu"], default="default",
+                               tooltip="cpu keeps T5 (9.5 GB in bf16) off a small GPU; encoding is then slower "
+                                       "but nothing else changes."),
+                io.Combo.Input("dtype", options=T5_DTYPES, default="default",
+                               tooltip="default: bfloat16 on GPU, float32 on CPU. float16 keeps the feed-forward "
+                                       "output layers in float32 (T5 overflows otherwise). float8_e4m3fn stores "
+                                       "weights in 8 bits (about 4.9 GB) and computes in bfloat16."),
+            ],
+            outputs=[T5.Output(display_name="t5")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, t5_name: str) -> bool | str:
+        return model_files.check_choice(t5_name, model_files.t5_choices(), "t5_name",
+                                        "models/pixel_cascade/<repo>/ or models/text_encoders/")
+
+    @classmethod
+    def execute(cls, t5_name: str, device: str, dtype: str) -> io.NodeOutput:
+        path = model_files.resolve(t5_name, model_files.T5_FILES)
+        if device == "cpu":
+            load_device = offload = torch.device("cpu")
+        else:
+            load_device = model_management.text_encoder_device()
+            offload = model_management.text_encoder_offload_device()
+        fp8 = dtype == "float8_e4m3fn"
+        compute = memory.default_dtype("default" if fp8 else dtype, load_device)
+        if fp8 and compute == torch.float32:
+            compute = torch.bfloat16
+        weight_dtype = torch.float8_e4m3fn if fp8 else None
+
+        def load() -> ModelHandle:
+            encoder = load_text_encoder(path, device=offload, dtype=compute, weight_dtype=weight_dtype)
+            return memory.make_handle(encoder, encoder.model, t5_name, compute, load_device=load_device,
+                                      offload_device=offload)
+
+        return io.NodeOutput(memory.load_cached("t5", path, (compute, weight_dtype, str(load_device)), load))

@@ -1,0 +1,74 @@
+"""Model dropdowns and path resolution through ComfyUI's ``folder_paths`` (never inside custom_nodes).
+
+Single files live in ComfyUI's standard folders (``diffusion_models`` for UNets, ``text_encoders`` for
+T5); whole Hugging Face repo folders (``IF-I-XL-v1.0/`` with ``unet/``, ``text_encoder/``,
+``tokenizer/``) live in ``models/pixel_cascade/`` and are listed with a trailing slash.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._comfy import folder_paths
+
+PACK_FOLDER = "pixel_cascade"
+UNET_FILES = "diffusion_models"
+T5_FILES = "text_encoders"
+
+
+def register_folders() -> None:
+    """Make ``models/pixel_cascade`` a model folder (idempotent; other roots from extra_model_paths stay)."""
+    if PACK_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.add_model_folder_path(PACK_FOLDER, os.path.join(folder_paths.models_dir, PACK_FOLDER),
+                                           is_default=True)
+
+
+def _repo_folders(marker: str) -> list[str]:
+    names = set()
+    for root in folder_paths.get_folder_paths(PACK_FOLDER):
+        if os.path.isdir(root):
+            for entry in os.scandir(root):
+                if entry.is_dir() and (Path(entry.path) / marker).exists():
+                    names.add(entry.name + "/")
+    return sorted(names)
+
+
+def _files(folder: str) -> list[str]:
+    return [f for f in folder_paths.get_filename_list(folder) if f.endswith(".safetensors")]
+
+
+def unet_choices() -> list[str]:
+    """Repo folders holding ``unet/`` (or a bare diffusers UNet folder), then single UNet files."""
+    return sorted(set(_repo_folders("unet") + _repo_folders("diffusion_pytorch_model.safetensors")
+                      + _repo_folders("diffusion_pytorch_model.safetensors.index.json"))) + _files(UNET_FILES)
+
+
+def t5_choices() -> list[str]:
+    """Repo folders holding ``text_encoder/`` (or a bare transformers T5 folder), then single T5 files."""
+    return sorted(set(_repo_folders("text_encoder") + _repo_folders("spiece.model"))) + _files(T5_FILES)
+
+
+def resolve(name: str, file_folder: str) -> Path:
+    """The path of a dropdown entry; refuses anything outside the model folders."""
+    if name.endswith("/"):
+        folder_name = name[:-1]
+        if not folder_name or os.sep in folder_name or "/" in folder_name or folder_name in (".", ".."):
+            raise ValueError(f"invalid model folder name {name!r}")
+        for root in folder_paths.get_folder_paths(PACK_FOLDER):
+            candidate = Path(root, folder_name)
+            if candidate.is_dir() and candidate.resolve().parent == Path(root).resolve():
+                return candidate
+        raise FileNotFoundError(f"model folder {name!r} not found in {folder_paths.get_folder_paths(PACK_FOLDER)}")
+    path = folder_paths.get_full_path(file_folder, name)
+    if path is None:
+        raise FileNotFoundError(f"model file {name!r} not found in {folder_paths.get_folder_paths(file_folder)}")
+    return Path(path)
+
+
+def check_choice(name: str, choices: list[str], input_name: str, where: str) -> bool | str:
+    """True if ``name`` is an available model, else a message for the node's validation error."""
+    if name in choices:
+        return True
+    shown = ", ".join(choices[:10]) + (" ..." if len(choices) > 10 else "") if choices else "none found"
+    return (f"input '{input_name}': model {name!r} not found. Put the file or repo folder in {where} and refresh "
+            f"(available: {shown}).")

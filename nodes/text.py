@@ -1,0 +1,36 @@
+"""T5 Encode: a prompt -> T5 embeddings (positive or negative conditioning)."""
+from __future__ import annotations
+
+from . import memory
+from ._comfy import io
+from .loaders import CATEGORY
+from .types import CONDITIONING, T5, ModelHandle, TextConditioning
+
+
+class T5Encode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="PixelCascadeT5Encode", display_name="T5 Encode", category=CATEGORY,
+            description="Encodes a prompt with T5 (77 tokens; longer prompts are truncated with a warning). Use "
+                        "one for the positive prompt and one, usually empty, for the negative.",
+            inputs=[
+                T5.Input("t5", tooltip="The text encoder from a T5 Text Encoder Loader."),
+                io.String.Input("text", multiline=True, default="",
+                                tooltip="The prompt. Leave empty for the negative prompt: DeepFloyd IF uses the "
+                                        "empty prompt's embedding as the unconditional one."),
+                io.Boolean.Input("clean_caption", default=False,
+                                 tooltip="Apply DeepFloyd IF's caption cleaning (strips URLs, HTML, handles and "
+                                         "punctuation noise). Text is always lower-cased, as IF does."),
+            ],
+            outputs=[CONDITIONING.Output(display_name="conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, t5: ModelHandle, text: str, clean_caption: bool) -> io.NodeOutput:
+        def encode():
+            embeds, _ = t5.model.encode([text], clean_caption=clean_caption)
+            return embeds
+
+        embeds = memory.run_with_oom_retry(encode, [t5], "T5 Encode")
+        return io.NodeOutput(TextConditioning(embeds=embeds.cpu(), prompt=text, encoder=t5.name))
