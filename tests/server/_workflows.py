@@ -1,0 +1,74 @@
+"""The shipped workflows, and their test copies pointed at the micro checkpoints with fewer steps."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from _checkpoints import FILE_T5_NAME, REPO_IF_I, REPO_IF_II
+from _runtime import REPO
+
+WORKFLOWS = REPO / "workflows"
+API_DIR = WORKFLOWS / "api"
+
+MODEL_INPUTS = ("t5_name", "unet_name")
+# every real checkpoint name a shipped workflow may use → the micro checkpoint standing in for it
+TEST_MODELS = {
+    "IF-I-XL-v1.0/": REPO_IF_I, "IF-I-L-v1.0/": REPO_IF_I, "IF-I-M-v1.0/": REPO_IF_I,
+    "IF-II-L-v1.0/": REPO_IF_II, "IF-II-M-v1.0/": REPO_IF_II,
+    "t5xxl_fp16.safetensors": FILE_T5_NAME, "t5xxl_fp8_e4m3fn.safetensors": FILE_T5_NAME,
+}
+SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256")
+IMAGE_SINKS = ("SaveImage", "PreviewImage")
+
+
+def api_paths() -> list[Path]:
+    return sorted(API_DIR.glob("*.json"))
+
+
+def ui_paths() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.json"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def ui_path_for(api_path: Path) -> Path:
+    """A shipped API workflow's UI twin: ``workflows/api/x.json`` → ``workflows/x.json``."""
+    return WORKFLOWS / api_path.name
+
+
+def retarget_models(api: dict) -> dict:
+    """A copy of ``api`` with every model name replaced by its micro stand-in (unknown names fail loudly)."""
+    api = copy.deepcopy(api)
+    for node_id, node in api.items():
+        for name in MODEL_INPUTS:
+            if name in node["inputs"]:
+                value = node["inputs"][name]
+                assert value in TEST_MODELS, f"node {node_id}: no micro stand-in for model {value!r}"
+                node["inputs"][name] = TEST_MODELS[value]
+    return api
+
+
+def for_tests(api: dict, *, steps: int = 8, prefix: str = "test") -> dict:
+    """Micro models, ``steps`` steps on a step-count schedule, and a test-only output file prefix."""
+    api = retarget_models(api)
+    for node in api.values():
+        if node["class_type"] in SAMPLERS:
+            node["inputs"].update(steps=steps, schedule="leading")
+        if node["class_type"] == "SaveImage":
+            node["inputs"]["filename_prefix"] = f"tests/{prefix}"
+    return api
+
+
+def image_size(api: dict, link: list) -> tuple[int, int, int]:
+    """(batch, width, height) of the IMAGE at ``link`` = [node id, slot], following our samplers' rules."""
+    node = api[str(link[0])]
+    inputs = node["inputs"]
+    if node["class_type"] == "PixelCascadeBase64Sampler":
+        return inputs["batch_size"], inputs["width"], inputs["height"]
+    if node["class_type"] == "PixelCascadeSRUpsampler256":
+        batch, width, height = image_size(api, inputs["image"])
+        return batch, 4 * width, 4 * height
+    raise ValueError(f"no size rule for {node['class_type']}")

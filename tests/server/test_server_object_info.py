@@ -1,0 +1,85 @@
+"""``/object_info`` on a real server: every Pixel Cascade node, its inputs in order, a tooltip on each input,
+its outputs, and model dropdowns that list the checkpoints in ComfyUI's model folders."""
+from __future__ import annotations
+
+import pytest
+from _checkpoints import FILE_T5_NAME, FILE_UNET, REPO_IF_I, REPO_IF_II
+
+pytestmark = pytest.mark.server
+
+SCHEDULES = {"leading", "trailing", "linspace", "smart27", "smart50", "smart100", "smart185", "super27", "super40",
+             "super100", "fast27"}
+SAMPLERS = {"ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m"}
+CONTRACT = {  # node id → (required inputs in order, output types)
+    "PixelCascadeT5Loader": (["t5_name", "device", "dtype"], ["PIXEL_CASCADE_T5"]),
+    "PixelCascadeUNetLoader": (["unet_name", "dtype"], ["PIXEL_CASCADE_UNET"]),
+    "PixelCascadeT5Encode": (["t5", "text", "clean_caption"], ["PIXEL_CASCADE_CONDITIONING"]),
+    "PixelCascadeCFGGuider": (["unet", "positive", "negative", "cfg", "threshold_percentile", "threshold_max"],
+                              ["PIXEL_CASCADE_GUIDER"]),
+    "PixelCascadeBase64Sampler": (["guider", "seed", "steps", "schedule", "sampler", "width", "height",
+                                   "batch_size"], ["IMAGE"]),
+    "PixelCascadeSRUpsampler256": (["guider", "image", "noise_level", "seed", "steps", "schedule", "sampler"],
+                                   ["IMAGE"]),
+}
+
+
+@pytest.fixture(scope="module")
+def info(comfy) -> dict:
+    return comfy.get("/object_info")
+
+
+def _inputs(node: dict) -> dict:
+    return {**node["input"].get("required", {}), **node["input"].get("optional", {})}
+
+
+def _options(spec: list) -> list:
+    """Combo choices in either the V1 (list as type) or the V3 ("COMBO" + options) form."""
+    return spec[0] if isinstance(spec[0], list) else spec[1].get("options", [])
+
+
+def test_every_node_listed_in_category(info):
+    ours = sorted(k for k, v in info.items() if v.get("category", "").startswith("Pixel Cascade"))
+    assert ours == sorted(CONTRACT), f"Pixel Cascade nodes on the server: {ours}"
+    for name in CONTRACT:
+        assert info[name]["python_module"] == "custom_nodes.pixel_cascade"
+        assert info[name]["display_name"] and info[name]["description"], name
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_inputs_in_order_with_tooltips(info, name):
+    node = info[name]
+    required, outputs = CONTRACT[name]
+    assert node["input_order"]["required"] == required
+    assert node["output"] == outputs
+    untipped = [k for k, spec in _inputs(node).items() if not (len(spec) > 1 and spec[1].get("tooltip"))]
+    assert not untipped, f"{name}: inputs without a tooltip: {untipped}"
+
+
+def test_sampler_widgets(info):
+    for name in ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256"):
+        inputs = _inputs(info[name])
+        assert set(_options(inputs["schedule"])) == SCHEDULES, name
+        assert set(_options(inputs["sampler"])) == SAMPLERS, name
+        assert inputs["seed"][1].get("control_after_generate"), f"{name}: seed has no control_after_generate"
+    base = _inputs(info["PixelCascadeBase64Sampler"])
+    assert base["width"][1]["default"] == base["height"][1]["default"] == 64
+    assert base["width"][1]["step"] == base["height"][1]["step"] == 8
+    assert _inputs(info["PixelCascadeSRUpsampler256"])["noise_level"][1]["default"] == 250
+
+
+def test_model_dropdowns_list_the_model_folders(info):
+    unets = _options(_inputs(info["PixelCascadeUNetLoader"])["unet_name"])
+    t5s = _options(_inputs(info["PixelCascadeT5Loader"])["t5_name"])
+    assert {REPO_IF_I, REPO_IF_II, FILE_UNET} <= set(unets), unets
+    assert {REPO_IF_I, FILE_T5_NAME} <= set(t5s), t5s
+    assert not {REPO_IF_II, FILE_UNET} & set(t5s), f"T5 dropdown offers files without a text encoder: {t5s}"
+
+
+def test_template_browser_lists_only_the_ui_workflows(comfy):
+    from _workflows import ui_paths
+
+    templates = comfy.get("/workflow_templates")
+    assert sorted(templates.get("pixel_cascade", [])) == sorted(p.stem for p in ui_paths())
+    for path in ui_paths():
+        served = comfy.get(f"/api/workflow_templates/pixel_cascade/{path.name}")
+        assert served["nodes"], path.name

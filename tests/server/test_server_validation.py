@@ -1,0 +1,61 @@
+"""Graphs the server must refuse before running: ``POST /prompt`` answers HTTP 400 with ``node_errors``
+naming our node, for a model file that is not there and for bad links."""
+from __future__ import annotations
+
+import pytest
+from _client import PromptRejected
+from _graphs import base_graph
+
+pytestmark = pytest.mark.server
+
+
+def _rejected(comfy, graph: dict) -> dict:
+    with pytest.raises(PromptRejected) as caught:
+        comfy.post_prompt(graph)
+    assert caught.value.status == 400, caught.value
+    return caught.value.body
+
+
+@pytest.mark.parametrize("node_id,name,value", [
+    ("4", "unet_name", "IF-I-XL-v1.0-missing/"),
+    ("4", "unet_name", "no-such-unet.safetensors"),
+    ("1", "t5_name", "no-such-t5.safetensors"),
+])
+def test_missing_model_file(comfy, node_id, name, value):
+    graph = base_graph()
+    graph[node_id]["inputs"][name] = value
+    body = _rejected(comfy, graph)
+    errors = body["node_errors"][node_id]
+    assert errors["class_type"] == graph[node_id]["class_type"]
+    assert len(errors["errors"]) == 1, errors
+    error = errors["errors"][0]
+    # our loaders validate the name themselves (custom_validation_failed), ComfyUI's combo check would say
+    # value_not_in_list; either way the message must name the input, the missing model and where to put it
+    assert error["type"] in ("custom_validation_failed", "value_not_in_list"), error
+    assert name in error["details"] and value in error["details"], error
+    assert "models/" in error["details"], f"no folder to put the model in: {error['details']!r}"
+
+
+@pytest.mark.parametrize("link,kind", [
+    (["2", 0], "return_type_mismatch"),                  # conditioning into the guider's unet input
+    (["4", 3], "exception_during_inner_validation"),     # an output slot the loader does not have
+    (["99", 0], "exception_during_inner_validation"),    # a node that is not in the graph
+])
+def test_bad_link(comfy, link, kind):
+    graph = base_graph()
+    graph["5"]["inputs"]["unet"] = link
+    body = _rejected(comfy, graph)
+    errors = body["node_errors"]["5"]
+    assert errors["class_type"] == "PixelCascadeCFGGuider"
+    assert [e["type"] for e in errors["errors"]] == [kind], errors
+    if kind == "return_type_mismatch":  # (inner-validation errors name the downstream input instead)
+        assert errors["errors"][0]["extra_info"]["input_name"] == "unet"
+
+
+def test_missing_required_input(comfy):
+    graph = base_graph()
+    del graph["6"]["inputs"]["guider"]
+    errors = _rejected(comfy, graph)["node_errors"]["6"]
+    assert errors["class_type"] == "PixelCascadeBase64Sampler"
+    assert errors["errors"][0]["type"] == "required_input_missing"
+    assert errors["errors"][0]["details"] == "guider"
