@@ -1,0 +1,73 @@
+"""The shipped workflows without a server or browser: each UI workflow and its API twin describe the same
+graph (node types, links, widget values in order), the UI file is internally consistent, and the cascade
+uses the real checkpoint names and DeepFloyd IF's recommended settings with fixed seeds."""
+from __future__ import annotations
+
+import pytest
+from _ui import links, to_api, widget_names, widgets
+from _workflows import API_DIR, SAMPLERS, WORKFLOWS, api_paths, load, ui_path_for, ui_paths
+
+PAIRS = [(p, ui_path_for(p)) for p in api_paths()]
+
+
+def test_every_workflow_has_both_formats():
+    assert api_paths(), f"no API workflows in {API_DIR}"
+    assert sorted(p.name for p in api_paths()) == sorted(p.name for p in ui_paths()), \
+        f"{WORKFLOWS} (UI) and {API_DIR} (API) must hold the same workflow names"
+
+
+@pytest.mark.parametrize("api_path,ui_path", PAIRS, ids=[p.stem for p, _ in PAIRS])
+def test_ui_and_api_describe_the_same_graph(api_path, ui_path):
+    api, ui = load(api_path), load(ui_path)
+    derived = to_api(ui)
+    assert sorted(derived, key=int) == sorted(api, key=int), "node ids differ"
+    for node_id, node in api.items():
+        assert derived[node_id]["class_type"] == node["class_type"], f"node {node_id}"
+        assert derived[node_id]["inputs"] == node["inputs"], f"node {node_id} ({node['class_type']})"
+
+
+@pytest.mark.parametrize("ui_path", ui_paths(), ids=lambda p: p.stem)
+def test_ui_file_is_consistent(ui_path):
+    ui = load(ui_path)
+    nodes = {n["id"]: n for n in ui["nodes"]}
+    table = links(ui)
+    assert len(table) == len(ui["links"]), "duplicate link ids"
+    assert ui["last_node_id"] >= max(nodes) and ui["last_link_id"] >= max(table)
+    for link_id, (_, src, src_slot, dst, dst_slot, kind) in table.items():
+        out = nodes[src]["outputs"][src_slot]
+        assert link_id in out["links"] and out["type"] == kind, f"link {link_id}: source side"
+        assert nodes[dst]["inputs"][dst_slot]["link"] == link_id, f"link {link_id}: target side"
+    for node in ui["nodes"]:
+        for out in node.get("outputs", []):
+            assert all(table[i][1] == node["id"] for i in out.get("links") or []), f"node {node['id']}"
+        if node["type"] in SAMPLERS:
+            assert widgets(node)["control_after_generate"] == "fixed", f"node {node['id']}: seed not fixed"
+        assert len(widget_names(node)) == len(node.get("widgets_values", [])), f"node {node['id']}"
+
+
+def _stage(api: dict, sampler: str) -> tuple[dict, dict, dict]:
+    """(sampler inputs, guider inputs, UNet loader inputs) of the stage ending in a ``sampler`` node."""
+    node = next(n for n in api.values() if n["class_type"] == sampler)
+    guider = api[node["inputs"]["guider"][0]]
+    return node["inputs"], guider["inputs"], api[guider["inputs"]["unet"][0]]["inputs"]
+
+
+def test_cascade_64_256_recipe():
+    """DeepFloyd IF's reference settings and the real checkpoint names, as users download them."""
+    api = load(API_DIR / "cascade_64_256.json")
+    base, base_guider, base_unet = _stage(api, "PixelCascadeBase64Sampler")
+    sr, sr_guider, sr_unet = _stage(api, "PixelCascadeSRUpsampler256")
+    assert base_unet["unet_name"] == "IF-I-XL-v1.0/" and sr_unet["unet_name"] == "IF-II-L-v1.0/"
+    t5 = [n["inputs"]["t5_name"] for n in api.values() if n["class_type"] == "PixelCascadeT5Loader"]
+    assert t5 == ["t5xxl_fp16.safetensors"]
+    assert (base["steps"], base["width"], base["height"], base["sampler"]) == (100, 64, 64, "ddpm")
+    assert (base_guider["cfg"], base_guider["threshold_percentile"], base_guider["threshold_max"]) == (7.0, 0.95, 1.5)
+    assert (sr["steps"], sr["noise_level"], sr["sampler"]) == (50, 250, "ddpm")
+    assert (sr_guider["cfg"], sr_guider["threshold_percentile"], sr_guider["threshold_max"]) == (4.0, 0.95, 1.0)
+    assert sr["image"][0] == next(i for i, n in api.items() if n["class_type"] == "PixelCascadeBase64Sampler")
+    prompts = {base_guider[k][0]: api[base_guider[k][0]]["inputs"]["text"] for k in ("positive", "negative")}
+    assert prompts[base_guider["negative"][0]] == "" and prompts[base_guider["positive"][0]].strip()
+    assert (sr_guider["positive"], sr_guider["negative"]) == (base_guider["positive"], base_guider["negative"])
+    sinks = {n["class_type"]: n["inputs"]["images"][0] for n in api.values() if "images" in n["inputs"]}
+    assert api[sinks["PreviewImage"]]["class_type"] == "PixelCascadeBase64Sampler"
+    assert api[sinks["SaveImage"]]["class_type"] == "PixelCascadeSRUpsampler256"
