@@ -24,6 +24,7 @@ def register_folders() -> None:
 
 
 def _repo_folders(marker: str) -> list[str]:
+    register_folders()
     names = set()
     for root in folder_paths.get_folder_paths(PACK_FOLDER):
         if os.path.isdir(root):
@@ -51,6 +52,7 @@ def t5_choices() -> list[str]:
 def resolve(name: str, file_folder: str) -> Path:
     """The path of a dropdown entry; refuses anything outside the model folders."""
     if name.endswith("/"):
+        register_folders()
         folder_name = name[:-1]
         if not folder_name or os.sep in folder_name or "/" in folder_name or folder_name in (".", ".."):
             raise ValueError(f"invalid model folder name {name!r}")
