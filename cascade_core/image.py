@@ -26,6 +26,7 @@ __all__ = [
     "to_uint8_arrays",
     "images_to_pixels",
     "pixels_to_images",
+    "preview",
 ]
 
 
@@ -93,3 +94,13 @@ def pixels_to_images(pixels: torch.Tensor) -> torch.Tensor:
         raise ImageInputError(f"expected pixels [B, 3, H, W], got shape {tuple(pixels.shape)}")
     x = (pixels.detach().float() + 1.0) * 0.5
     return x.clamp_(0.0, 1.0).permute(0, 2, 3, 1).contiguous().cpu()
+
+
+def preview(pixels: torch.Tensor, min_size: int = 256):
+    """The first image of ``[B, 3, H, W]`` pixels in about [-1, 1] as a PIL image, nearest-upscaled so its long
+    side is at least ``min_size`` (a 64 px sampling preview stays visible in the UI)."""
+    from PIL import Image
+
+    pil = Image.fromarray(to_uint8_arrays(pixels_to_images(pixels[:1]))[0])
+    scale = max(1, -(-min_size // max(pil.size)))
+    return pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST) if scale > 1 else pil
