@@ -74,3 +74,20 @@ def check_choice(name: str, choices: list[str], input_name: str, where: str) -> 
     shown = ", ".join(choices[:10]) + (" ..." if len(choices) > 10 else "") if choices else "none found"
     return (f"input '{input_name}': model {name!r} not found. Put the file or repo folder in {where} and refresh "
             f"(available: {shown}).")
+
+
+def hf_folders(model_types: tuple[str, ...]) -> list[str]:
+    """Repo folders in models/pixel_cascade whose config.json has one of ``model_types`` (GIT, CLIP, SigLIP)."""
+    import json
+
+    names = []
+    for name in _repo_folders("config.json"):
+        for root in folder_paths.get_folder_paths(PACK_FOLDER):
+            config = Path(root, name, "config.json")
+            try:
+                if config.is_file() and json.loads(config.read_text()).get("model_type") in model_types:
+                    names.append(name)
+                    break
+            except (OSError, ValueError):
+                continue
+    return names

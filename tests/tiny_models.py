@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import _text_models as text_models
+import _vision_models as vision_models
 from tiny_unets import MICRO_IF_I, MICRO_IF_II, diffusers_unet
 
 T5_WIDTH = text_models.TINY_CONFIG["d_model"]
@@ -13,7 +14,8 @@ NODE_IF_II = dict(MICRO_IF_II, encoder_hid_dim=T5_WIDTH, addition_embed_type_num
 
 def write_tiny_models(root: Path) -> Path:
     """root/pixel_cascade/tiny-IF-I/ (unet/, text_encoder/, tokenizer/), root/pixel_cascade/tiny-IF-II/ (unet/),
-    root/diffusion_models/tiny_if_i.safetensors and root/text_encoders/tiny_t5.safetensors."""
+    root/diffusion_models/tiny_if_i.safetensors, root/text_encoders/tiny_t5.safetensors, and the transformers
+    folders root/pixel_cascade/tiny-git/ (GIT) and tiny-clip/ (a CLIP wired to see colour)."""
     from cascade_core.unet.loading import load_unet, save_single_file
 
     repo = root / "pixel_cascade" / "tiny-IF-I"
@@ -27,4 +29,6 @@ def write_tiny_models(root: Path) -> Path:
     text_models.save_single(text_models.encoder_state(t5), root / "text_encoders" / "tiny_t5.safetensors")
     (root / "text_encoders" / "tokenizer").mkdir(exist_ok=True)
     (root / "text_encoders" / "tokenizer" / "spiece.model").write_bytes(spiece.read_bytes())
+    vision_models.save_git(root / "pixel_cascade" / "tiny-git")
+    vision_models.save_clip(root / "pixel_cascade" / "tiny-clip", vision_models.colour_clip())
     return root

@@ -42,6 +42,8 @@ def test_dropdowns_list_repo_folders_and_files(pack, model_dirs):
 
     assert model_files.unet_choices() == ["tiny-IF-I/", "tiny-IF-II/", "tiny_if_i.safetensors"]
     assert model_files.t5_choices() == ["tiny-IF-I/", "tiny_t5.safetensors"]
+    assert model_files.hf_folders(("git",)) == ["tiny-git/"]
+    assert model_files.hf_folders(("clip", "siglip")) == ["tiny-clip/"]
     with pytest.raises(ValueError):
         model_files.resolve("../tiny-IF-I/", model_files.UNET_FILES)
     with pytest.raises(FileNotFoundError):
