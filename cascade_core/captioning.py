@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-from .hf_folder import WrongModelError, check_processor_files, load_model, parameter_bytes, read_config
+from .hf_folder import FrozenModel, WrongModelError, check_processor_files, load_model, read_config
 from .preprocess import Preprocessor, load_image_processor
 from .unet.loading import default_device_dtype
 
@@ -28,7 +28,7 @@ _TOKENIZER_FILES = (("tokenizer.json",), ("vocab.txt",))
 _WHAT = "the GIT captioner"
 
 
-class Captioner:
+class Captioner(FrozenModel):
     """A frozen GIT model, its tokenizer and image preprocessing (build it with :func:`load_captioner`)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, preprocessor: Preprocessor, *, name: str = "git"):
@@ -36,26 +36,6 @@ class Captioner:
         self.tokenizer = tokenizer
         self.preprocessor = preprocessor
         self.name = name
-
-    @property
-    def device(self) -> torch.device:
-        """Where the weights are (preprocessing and generation run there)."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Compute dtype of the model."""
-        return next(self.model.parameters()).dtype
-
-    @property
-    def parameter_bytes(self) -> int:
-        """Bytes of all weights held."""
-        return parameter_bytes(self.model)
-
-    def to(self, device: str | torch.device) -> Captioner:
-        """Move the weights (for offloading); returns ``self``."""
-        self.model.to(device)
-        return self
 
     def __repr__(self) -> str:
         return f"Captioner({self.name}, dtype={self.dtype}, device={self.device}, {self.parameter_bytes / 1e9:.3f} GB)"

@@ -138,3 +138,32 @@ def parameter_bytes(model: torch.nn.Module) -> int:
         seen.add(t.data_ptr())
         total += t.numel() * t.element_size()
     return total
+
+
+class FrozenModel:
+    """Shared by the transformers-backed wrappers: ``device``/``dtype`` read off the weights, byte count, ``to``.
+
+    Subclasses set ``self.model`` (a frozen ``nn.Module``).
+    """
+
+    model: torch.nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (preprocessing and inference run there)."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Compute dtype of the model."""
+        return next(self.model.parameters()).dtype
+
+    @property
+    def parameter_bytes(self) -> int:
+        """Bytes of all weights held."""
+        return parameter_bytes(self.model)
+
+    def to(self, device: str | torch.device):
+        """Move the weights (for offloading); returns ``self``."""
+        self.model.to(device)
+        return self

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from .hf_folder import check_processor_files, load_model, parameter_bytes, read_config
+from .hf_folder import FrozenModel, check_processor_files, load_model, read_config
 from .preprocess import Preprocessor, load_image_processor
 from .unet.loading import default_device_dtype
 
@@ -55,7 +55,7 @@ def _features(output: Any) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
-class Embedder:
+class Embedder(FrozenModel):
     """A frozen CLIP or SigLIP model with tokenizer and image preprocessing (build it with :func:`load_embedder`)."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, preprocessor: Preprocessor, *, family: str,
@@ -68,21 +68,6 @@ class Embedder:
         self.name = name
 
     @property
-    def device(self) -> torch.device:
-        """Where the weights are."""
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Compute dtype of the model (embeddings are returned in float32)."""
-        return next(self.model.parameters()).dtype
-
-    @property
-    def parameter_bytes(self) -> int:
-        """Bytes of all weights held."""
-        return parameter_bytes(self.model)
-
-    @property
     def logit_scale(self) -> float:
         """``exp(logit_scale)``: the factor turning cosines into the model's logits (≈ 100 for CLIP)."""
         return float(self.model.logit_scale.detach().float().exp())
@@ -92,11 +77,6 @@ class Embedder:
         """SigLIP's learned logit bias; 0 for CLIP."""
         bias = getattr(self.model, "logit_bias", None)
         return float(bias.detach().float()) if bias is not None else 0.0
-
-    def to(self, device: str | torch.device) -> Embedder:
-        """Move the weights (for offloading); returns ``self``."""
-        self.model.to(device)
-        return self
 
     def __repr__(self) -> str:
         return (f"Embedder({self.name}, {self.family}, dtype={self.dtype}, device={self.device}, "

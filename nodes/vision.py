@@ -33,51 +33,46 @@ def _load(kind: str, name: str, device: str, dtype: str, loader) -> ModelHandle:
     return memory.load_cached(kind, path, (torch_dtype, str(load_device)), load)
 
 
-def _loader_schema(node_id: str, display: str, what: str, output) -> io.Schema:
-    return io.Schema(
-        node_id=node_id, display_name=display, category=CATEGORY,
-        description=f"Loads a {what} model folder (transformers layout) from models/pixel_cascade.",
-        inputs=[
-            io.Combo.Input("model_name", options=model_files.hf_folders(GIT_TYPES if "GIT" in display
-                                                                         else EMBEDDER_TYPES),
-                           tooltip=f"A {what} folder in models/pixel_cascade (config.json, model.safetensors, "
-                                   "tokenizer and preprocessor files), e.g. git-base-coco/ or clip-vit-base-patch32/."),
-            io.Combo.Input("device", options=["default", "cpu"], default="default", tooltip=DEVICE_TIP),
-            io.Combo.Input("dtype", options=["default", "float32", "float16", "bfloat16"], default="default",
-                           tooltip=DTYPE_TIP),
-        ],
-        outputs=[output.Output(display_name="model")],
-    )
+class _FolderLoader(io.ComfyNode):
+    """A loader of transformers folders from models/pixel_cascade filtered by ``config.json``'s model_type."""
 
+    NODE_ID, DISPLAY, WHAT, MODEL_TYPES, KIND, OUTPUT, LOAD = "", "", "", (), "", None, None
 
-class GITLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
-        return _loader_schema("PixelCascadeGITLoader", "GIT Caption Model Loader", "GIT captioning", CAPTIONER)
+        return io.Schema(
+            node_id=cls.NODE_ID, display_name=cls.DISPLAY, category=CATEGORY,
+            description=f"Loads a {cls.WHAT} model folder (transformers layout) from models/pixel_cascade.",
+            inputs=[
+                io.Combo.Input("model_name", options=model_files.hf_folders(cls.MODEL_TYPES),
+                               tooltip=f"A {cls.WHAT} folder in models/pixel_cascade (config.json, model.safetensors,"
+                                       " tokenizer and preprocessor files), e.g. git-base-coco/ or "
+                                       "clip-vit-base-patch32/."),
+                io.Combo.Input("device", options=["default", "cpu"], default="default", tooltip=DEVICE_TIP),
+                io.Combo.Input("dtype", options=["default", "float32", "float16", "bfloat16"], default="default",
+                               tooltip=DTYPE_TIP),
+            ],
+            outputs=[cls.OUTPUT.Output(display_name="model")],
+        )
 
     @classmethod
     def validate_inputs(cls, model_name: str) -> bool | str:
-        return model_files.check_choice(model_name, model_files.hf_folders(GIT_TYPES), "model_name",
-                                        "models/pixel_cascade/<folder>/ (a GIT model: model_type 'git')")
+        return model_files.check_choice(model_name, model_files.hf_folders(cls.MODEL_TYPES), "model_name",
+                                        f"models/pixel_cascade/<folder>/ (a {cls.WHAT} model)")
 
     @classmethod
     def execute(cls, model_name: str, device: str, dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(_load("git", model_name, device, dtype, load_captioner))
+        return io.NodeOutput(_load(cls.KIND, model_name, device, dtype, cls.LOAD))
 
 
-class CLIPLoader(io.ComfyNode):
-    @classmethod
-    def define_schema(cls) -> io.Schema:
-        return _loader_schema("PixelCascadeCLIPLoader", "CLIP Embedding Model Loader", "CLIP or SigLIP", EMBEDDER)
+class GITLoader(_FolderLoader):
+    NODE_ID, DISPLAY, WHAT, MODEL_TYPES = "PixelCascadeGITLoader", "GIT Caption Model Loader", "GIT", GIT_TYPES
+    KIND, OUTPUT, LOAD = "git", CAPTIONER, staticmethod(load_captioner)
 
-    @classmethod
-    def validate_inputs(cls, model_name: str) -> bool | str:
-        return model_files.check_choice(model_name, model_files.hf_folders(EMBEDDER_TYPES), "model_name",
-                                        "models/pixel_cascade/<folder>/ (a CLIP or SigLIP model)")
 
-    @classmethod
-    def execute(cls, model_name: str, device: str, dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(_load("embedder", model_name, device, dtype, load_embedder))
+class CLIPLoader(_FolderLoader):
+    NODE_ID, DISPLAY, WHAT = "PixelCascadeCLIPLoader", "CLIP Embedding Model Loader", "CLIP or SigLIP"
+    MODEL_TYPES, KIND, OUTPUT, LOAD = EMBEDDER_TYPES, "embedder", EMBEDDER, staticmethod(load_embedder)
 
 
 class GITCaption(io.ComfyNode):
