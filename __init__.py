@@ -19,4 +19,5 @@ if _IN_COMFY:
         sys.path.append(_HERE)  # makes `cascade_core` importable; appended, so ComfyUI's own modules win
     from .nodes import comfy_entrypoint  # noqa: F401,E402
 
-__all__ = ["comfy_entrypoint"] if _IN_COMFY else []
+WEB_DIRECTORY = "./js"  # a small frontend extension that shows captions and scores inside their nodes
+__all__ = ["comfy_entrypoint", "WEB_DIRECTORY"] if _IN_COMFY else []

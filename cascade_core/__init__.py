@@ -19,8 +19,16 @@ _EXPORTS = {
     "sample_stage": "cascade_core.stage",
     # text encoder
     "load_text_encoder": "cascade_core.text",
-    # weights
+    # captioning and image-text similarity
+    "load_captioner": "cascade_core.captioning",
+    "Captioner": "cascade_core.captioning",
+    "load_embedder": "cascade_core.similarity",
+    "Embedder": "cascade_core.similarity",
+    # weights and model folders
     "WeightFileError": "cascade_core.weights",
+    "ModelFolderError": "cascade_core.hf_folder",
+    "WrongModelError": "cascade_core.hf_folder",
+    "ImageInputError": "cascade_core.image",
 }
 
 __all__ = sorted(_EXPORTS)

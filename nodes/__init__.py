@@ -7,8 +7,10 @@ from .loaders import T5Loader, UNetLoader
 from .model_files import register_folders
 from .sampling import Base64Sampler, SRUpsampler256
 from .text import T5Encode
+from .vision import CLIPLoader, EmbeddingSimilarity, GITCaption, GITLoader
 
-NODES: list[type[io.ComfyNode]] = [T5Loader, UNetLoader, T5Encode, CFGGuider, Base64Sampler, SRUpsampler256]
+NODES: list[type[io.ComfyNode]] = [T5Loader, UNetLoader, T5Encode, CFGGuider, Base64Sampler, SRUpsampler256,
+                                   GITLoader, GITCaption, CLIPLoader, EmbeddingSimilarity]
 
 
 class PixelCascadeExtension(ComfyExtension):

@@ -90,7 +90,7 @@ class T5Loader(io.ComfyNode):
             load_device = model_management.text_encoder_device()
             offload = model_management.text_encoder_offload_device()
         fp8 = dtype == "float8_e4m3fn"
-        compute = memory.default_dtype("default" if fp8 else dtype, load_device)
+        compute = memory.default_dtype("default" if fp8 else dtype, load_device, role="text")
         if fp8 and compute == torch.float32:
             compute = torch.bfloat16
         weight_dtype = torch.float8_e4m3fn if fp8 else None

@@ -75,10 +75,24 @@ def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: st
         ) from e
 
 
-def default_dtype(choice: str, device: torch.device) -> torch.dtype:
-    """A dtype widget value -> torch dtype ('default': fp32 on CPU, bf16 where supported, else fp16)."""
+SUPPORTED = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def default_dtype(choice: str, device: torch.device, role: str = "unet") -> torch.dtype:
+    """A dtype widget value -> torch dtype. 'default' follows ComfyUI's choice for the device, including its
+    command-line flags (--bf16-unet, --fp16-text-enc, --cpu ...): bf16 where supported, else fp16, fp32 on CPU."""
     if choice != "default":
         return getattr(torch, choice)
+    if role == "text":
+        flags = model_management.args
+        for flag, dtype in (("fp16_text_enc", torch.float16), ("bf16_text_enc", torch.bfloat16),
+                            ("fp32_text_enc", torch.float32)):
+            if getattr(flags, flag, False):
+                return dtype
+    else:
+        dtype = model_management.unet_dtype(device, supported_dtypes=list(SUPPORTED))
+        if dtype in SUPPORTED:
+            return dtype
     if device.type == "cpu":
         return torch.float32
     return torch.bfloat16 if model_management.should_use_bf16(device) else torch.float16

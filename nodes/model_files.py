@@ -24,6 +24,7 @@ def register_folders() -> None:
 
 
 def _repo_folders(marker: str) -> list[str]:
+    register_folders()
     names = set()
     for root in folder_paths.get_folder_paths(PACK_FOLDER):
         if os.path.isdir(root):
@@ -51,6 +52,7 @@ def t5_choices() -> list[str]:
 def resolve(name: str, file_folder: str) -> Path:
     """The path of a dropdown entry; refuses anything outside the model folders."""
     if name.endswith("/"):
+        register_folders()
         folder_name = name[:-1]
         if not folder_name or os.sep in folder_name or "/" in folder_name or folder_name in (".", ".."):
             raise ValueError(f"invalid model folder name {name!r}")
@@ -72,3 +74,20 @@ def check_choice(name: str, choices: list[str], input_name: str, where: str) -> 
     shown = ", ".join(choices[:10]) + (" ..." if len(choices) > 10 else "") if choices else "none found"
     return (f"input '{input_name}': model {name!r} not found. Put the file or repo folder in {where} and refresh "
             f"(available: {shown}).")
+
+
+def hf_folders(model_types: tuple[str, ...]) -> list[str]:
+    """Repo folders in models/pixel_cascade whose config.json has one of ``model_types`` (GIT, CLIP, SigLIP)."""
+    import json
+
+    names = []
+    for name in _repo_folders("config.json"):
+        for root in folder_paths.get_folder_paths(PACK_FOLDER):
+            config = Path(root, name, "config.json")
+            try:
+                if config.is_file() and json.loads(config.read_text()).get("model_type") in model_types:
+                    names.append(name)
+                    break
+            except (OSError, ValueError):
+                continue
+    return names

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from cascade_core.guidance import CFGGuider, DynamicThreshold
-from cascade_core.pixels import comfy_to_signed, preview, signed_to_comfy
+from cascade_core.image import images_to_pixels, pixels_to_images, preview
 from cascade_core.samplers import SAMPLERS
 from cascade_core.spacing import IF_STEP_STRINGS
 from cascade_core.stage import sample_stage, schedule_sigmas, unet_denoiser
@@ -50,7 +50,7 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
 
         x = sample_stage(guider, sigmas, sampler=sampler, generator=torch.Generator().manual_seed(seed),
                          device=device, callback=callback, **stage)
-        return signed_to_comfy(x)
+        return pixels_to_images(x)
 
     return memory.run_with_oom_retry(go, [spec.unet], node)
 
@@ -117,7 +117,7 @@ class SRUpsampler256(io.ComfyNode):
     def execute(cls, guider: GuiderSpec, image: torch.Tensor, noise_level: int, seed: int, steps: int,
                 schedule: str, sampler: str) -> io.NodeOutput:
         _check_kind(guider, "SR Upsampler 256", want_sr=True)
-        low = comfy_to_signed(image)
+        low = images_to_pixels(image)
         h, w = 4 * low.shape[2], 4 * low.shape[3]
         m = guider.unet.model.config.size_multiple
         if h % m or w % m:

@@ -90,6 +90,8 @@ def test_tokenizer_from_comfyui_install(assets, tmp_path, monkeypatch):
     shipped = tmp_path / "site" / "comfy" / "text_encoders" / "t5_tokenizer"
     hf_tokenizer(spiece.parent).save_pretrained(str(shipped))  # tokenizer.json, as ComfyUI ships it
     (tmp_path / "site" / "comfy" / "__init__.py").write_text("raise RuntimeError('must not be imported')\n")
+    for name in [m for m in sys.modules if m == "comfy" or m.startswith("comfy.")]:
+        monkeypatch.delitem(sys.modules, name)  # a real ComfyUI imported by the node tests must not answer
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     path = save_single(state, tmp_path / "models" / "text_encoders" / "t5xxl_fp16.safetensors")
     enc = load_text_encoder(path)
