@@ -22,7 +22,8 @@ def test_readme_python_example_runs(tmp_path):
     code = _example()
     for real, tiny in (("models/pixel_cascade/IF-I-XL-v1.0", f"{tmp_path}/pixel_cascade/tiny-IF-I"),
                        ("models/pixel_cascade/IF-II-L-v1.0", f"{tmp_path}/pixel_cascade/tiny-IF-II"),
-                       ('"smart100"', '"fast27"'), ('"smart50"', "4"), ("height=256, width=256", "height=32, width=32")):
+                       ('"smart100"', '"fast27"'), ('"smart50"', "4"),
+                       ("height=256, width=256", "height=32, width=32")):
         assert real in code, f"README example no longer contains {real!r}: update this test with it"
         code = code.replace(real, tiny)
     scope: dict = {}
