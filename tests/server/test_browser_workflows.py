@@ -38,7 +38,7 @@ def _comparable(api: dict) -> dict:
 
 
 @pytest.mark.parametrize("api_path", api_paths(), ids=lambda p: p.stem)
-def test_ui_workflow_loads_and_converts_to_the_api_workflow(comfy, browser_env, artifacts, tmp_path, api_path):
+def test_ui_workflow_loads_and_converts_to_the_api_workflow(browser_env, comfy, artifacts, tmp_path, api_path):
     ui = map_widgets(load(ui_path_for(api_path)), MODEL_INPUTS, TEST_MODELS)
     shot = artifacts / f"workflow_{api_path.stem}.png"
     state = _check_in_browser(comfy, browser_env, ui, tmp_path, shot, run_steps=RUN_STEPS)
@@ -58,7 +58,7 @@ def test_ui_workflow_loads_and_converts_to_the_api_workflow(comfy, browser_env, 
     assert all(run["outputs"].get(i, {}).get("images") for i in sinks), run["outputs"]
 
 
-def test_missing_node_is_detected(comfy, browser_env, artifacts, tmp_path):
+def test_missing_node_is_detected(browser_env, comfy, artifacts, tmp_path):
     """Negative control: a workflow with a node type the server lacks shows the missing-nodes dialog."""
     ui = map_widgets(load(ui_path_for(api_paths()[0])), MODEL_INPUTS, TEST_MODELS)
     ui["nodes"][0]["type"] = "PixelCascadeNoSuchNode"
