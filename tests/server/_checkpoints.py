@@ -6,6 +6,8 @@ Layout written under ``<base>/models``::
     pixel_cascade/tiny-IF-II/  unet/ (diffusers IF-II super-resolution)
     diffusion_models/tiny-if-i.safetensors   single-file IF-I, config inferred from shapes (IF conventions)
     text_encoders/tiny-t5.safetensors        single-file T5 (full T5 vocabulary: ComfyUI's shipped tokenizer)
+    pixel_cascade/tiny-git/    transformers GitForCausalLM folder (caption node)
+    pixel_cascade/tiny-clip/   transformers CLIPModel folder (similarity node)
 
 Every UNet's ``encoder_hid_dim`` equals the T5s' ``d_model``, so any T5 drives any UNet. The sizes keep a
 64→256 cascade with 10+10 steps at a few seconds on two CPU cores.
@@ -34,6 +36,8 @@ REPO_IF_I = "tiny-IF-I/"
 REPO_IF_II = "tiny-IF-II/"
 FILE_UNET = "tiny-if-i.safetensors"
 FILE_T5_NAME = "tiny-t5.safetensors"
+REPO_GIT = "tiny-git/"
+REPO_CLIP = "tiny-clip/"
 
 
 def _unet_folder(config: dict, folder: Path, seed: int) -> None:
@@ -54,4 +58,9 @@ def build_models(models: Path) -> dict[str, Path]:
     for p in (models / "_spiece").iterdir():
         p.unlink()
     (models / "_spiece").rmdir()
-    return {REPO_IF_I: repo_i, REPO_IF_II: repo_ii, FILE_UNET: unet_file, FILE_T5_NAME: t5_file}
+    from _vision_models import colour_clip, save_clip, save_git
+
+    git = save_git(models / "pixel_cascade" / REPO_GIT.rstrip("/"))
+    clip = save_clip(models / "pixel_cascade" / REPO_CLIP.rstrip("/"), colour_clip())
+    return {REPO_IF_I: repo_i, REPO_IF_II: repo_ii, FILE_UNET: unet_file, FILE_T5_NAME: t5_file, REPO_GIT: git,
+            REPO_CLIP: clip}

@@ -5,18 +5,20 @@ import copy
 import json
 from pathlib import Path
 
-from _checkpoints import FILE_T5_NAME, REPO_IF_I, REPO_IF_II
+from _checkpoints import FILE_T5_NAME, REPO_CLIP, REPO_GIT, REPO_IF_I, REPO_IF_II
 from _runtime import REPO
 
 WORKFLOWS = REPO / "workflows"
 API_DIR = WORKFLOWS / "api"
 
-MODEL_INPUTS = ("t5_name", "unet_name")
+MODEL_INPUTS = ("t5_name", "unet_name", "model_name")
 # every real checkpoint name a shipped workflow may use → the micro checkpoint standing in for it
 TEST_MODELS = {
     "IF-I-XL-v1.0/": REPO_IF_I, "IF-I-L-v1.0/": REPO_IF_I, "IF-I-M-v1.0/": REPO_IF_I,
     "IF-II-L-v1.0/": REPO_IF_II, "IF-II-M-v1.0/": REPO_IF_II,
     "t5xxl_fp16.safetensors": FILE_T5_NAME, "t5xxl_fp8_e4m3fn.safetensors": FILE_T5_NAME,
+    "git-large-coco/": REPO_GIT, "git-base-coco/": REPO_GIT,
+    "clip-vit-large-patch14/": REPO_CLIP, "clip-vit-base-patch32/": REPO_CLIP,
 }
 SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256")
 IMAGE_SINKS = ("SaveImage", "PreviewImage")

@@ -72,3 +72,17 @@ def test_cascade_output_is_4x_base(comfy):
     assert run.status == "success", run.of_type("execution_error")
     saved = [im for i, n in api.items() if n["class_type"] == "SaveImage" for im in run.history["outputs"][i]["images"]]
     assert [_png_size(comfy, im) for im in saved] == [(320, 192)] * 2
+
+
+def test_caption_and_scores_reach_history(comfy):
+    """The generate → caption → score workflow: captions and similarity scores appear in /history outputs."""
+    api = for_tests(load(next(p for p in api_paths() if p.stem == "cascade_caption_score")), steps=2,
+                    prefix="caption")
+    run = comfy.run(api)
+    assert run.status == "success", f"{run.of_type('execution_error')}\n{comfy.log_tail()}"
+    caption_id = next(i for i, n in api.items() if n["class_type"] == "PixelCascadeGITCaption")
+    score_id = next(i for i, n in api.items() if n["class_type"] == "PixelCascadeEmbeddingSimilarity")
+    captions = run.history["outputs"][caption_id]["text"]
+    assert len(captions) == 1 and isinstance(captions[0], str)
+    ranking = run.history["outputs"][score_id]["text"][0]
+    assert ranking.startswith("image[0]: a photograph of a red fox") and "(" in ranking
