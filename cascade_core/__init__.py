@@ -19,6 +19,10 @@ _EXPORTS = {
     "sample_stage": "cascade_core.stage",
     # text encoder
     "load_text_encoder": "cascade_core.text",
+    # stage III: SD x4 upscaler
+    "Upscaler": "cascade_core.upscaler.model",
+    "load_upscaler": "cascade_core.upscaler.loading",
+    "sample_x4_stage": "cascade_core.upscaler.stage",
     # weights
     "WeightFileError": "cascade_core.weights",
 }
