@@ -24,6 +24,10 @@ _EXPORTS = {
     "Captioner": "cascade_core.captioning",
     "load_embedder": "cascade_core.similarity",
     "Embedder": "cascade_core.similarity",
+    # stage III: SD x4 upscaler
+    "Upscaler": "cascade_core.upscaler.model",
+    "load_upscaler": "cascade_core.upscaler.loading",
+    "sample_x4_stage": "cascade_core.upscaler.stage",
     # weights and model folders
     "WeightFileError": "cascade_core.weights",
     "ModelFolderError": "cascade_core.hf_folder",

@@ -22,11 +22,14 @@ from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import IF_STEP_STRINGS, timesteps_from_spec
 from .unet.checks import finite_checks
 
-__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "schedule_sigmas", "noise_augment", "sample_stage"]
+__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "schedule_sigmas", "noise_augment",
+           "gaussian_source", "run_sampler", "sample_stage"]
 
 
 class SuperResolutionInput(nn.Module):
-    """Feeds an SR UNet [x_t; low_res] on channels: (x_t [B,3,H,W], t, text_embeds, noise_level, low_res) -> out."""
+    """Feeds an SR UNet [x_t; low_res] on channels: (x_t [B,C,H,W], t, text_embeds, noise_level, low_res) -> out.
+
+    C is 3 for IF-II (pixels) and 4 for the x4 upscaler (latents); low_res is [B, 3, H, W] either way."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
@@ -38,12 +41,16 @@ class SuperResolutionInput(nn.Module):
 
 
 def unet_denoiser(unet: nn.Module, *, schedule: str = "cosine", num_train_timesteps: int = 1000,
-                  prediction: str = "epsilon") -> DiscreteVPDenoiser:
-    """Wrap an IF UNet as a sigma-space denoiser (learned variance when it outputs 2x the image channels)."""
+                  prediction: str = "epsilon", alphas_cumprod: torch.Tensor | None = None) -> DiscreteVPDenoiser:
+    """Wrap a UNet as a sigma-space denoiser (learned variance when it outputs 2x the image channels).
+
+    SR UNets take the 3-channel low-res image concatenated to x; ``alphas_cumprod`` overrides ``schedule``."""
     config = unet.config
-    image_channels = config.in_channels // 2 if config.is_super_resolution else config.in_channels
+    image_channels = config.in_channels - 3 if config.is_super_resolution else config.in_channels
     model = SuperResolutionInput(unet) if config.is_super_resolution else unet
-    return DiscreteVPDenoiser(model, ALPHA_SCHEDULES[schedule](num_train_timesteps), prediction=prediction,
+    if alphas_cumprod is None:
+        alphas_cumprod = ALPHA_SCHEDULES[schedule](num_train_timesteps)
+    return DiscreteVPDenoiser(model, alphas_cumprod, prediction=prediction,
                               learned_variance=config.out_channels == 2 * image_channels)
 
 
@@ -123,11 +130,7 @@ def sample_stage(
     _check_stage_inputs(height, width, batch_size, low_res, noise_level, aug_alphas)
     device = torch.device(device) if device is not None else (low_res.device if low_res is not None else
                                                                 torch.device("cpu"))
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-
-    def randn(shape) -> torch.Tensor:
-        return torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32).to(device)
-
+    randn = gaussian_source(generator, device)
     shape = (batch_size, channels, height, width)
     x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)  # x_T ~ N(0, I) in DDPM space
     extra = {}
@@ -135,9 +138,30 @@ def sample_stage(
         upscaled = F.interpolate(low_res.float().to(device), (height, width), mode="bilinear", align_corners=True)
         extra["low_res"] = noise_augment(upscaled, noise_level, aug_alphas, randn(upscaled.shape))
         extra["noise_level"] = torch.full((batch_size,), noise_level, device=device, dtype=torch.long)
+    return run_sampler(denoiser, x, sigmas, extra=extra, sampler=sampler, randn=randn, callback=callback,
+                       sampler_options=sampler_options)
+
+
+def gaussian_source(generator: torch.Generator | None, device: torch.device) -> Callable[[tuple], torch.Tensor]:
+    """randn(shape) -> float32 N(0, I) drawn from ``generator`` on its own device, then moved to ``device``
+    (so a CPU generator reproduces diffusers' CPU-seeded draws on any device)."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+
+    def randn(shape) -> torch.Tensor:
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=torch.float32).to(device)
+
+    return randn
+
+
+def run_sampler(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, extra: dict,
+                sampler: str | Callable = "ddpm", randn: Callable[[tuple], torch.Tensor],
+                callback: Callable[[dict], None] | None = None, sampler_options: dict | None = None) -> torch.Tensor:
+    """Run the sampler loop from x [B, C, H, W] (sigma space, at sigmas[0]) and return the DDPM-space state
+    at sigmas[-1] (x0 when it is 0). Per-step noise comes from ``randn``; ``callback`` also gets ``total``."""
     total = len(sigmas) - 1
     step_callback = None if callback is None else (lambda info: callback({**info, "total": total}))
     sample = get_sampler(sampler) if isinstance(sampler, str) else sampler
+    shape = tuple(x.shape)
     with finite_checks(False):  # inputs were checked once; per-step checks would sync the GPU every call
         x = sample(denoiser, x, sigmas, extra_args=extra, callback=step_callback, disable=True,
                    noise_sampler=lambda sigma, sigma_next: randn(shape), **(sampler_options or {}))

@@ -10,7 +10,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 import torch
 
@@ -20,6 +20,9 @@ __all__ = [
     "read_header",
     "read_tensors",
     "find_weight_files",
+    "Source",
+    "file_sources",
+    "load_sources",
 ]
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -159,3 +162,80 @@ def find_weight_files(folder: str | os.PathLike, stem: str, *, variant: str | No
     pickles = sorted(p.name for p in folder.glob("*.bin"))
     hint = f" (found only pickle files {pickles}; Pixel Cascade loads safetensors only)" if pickles else ""
     raise WeightFileError(f"no {stem}*.safetensors weights in {folder}{hint}")
+
+
+class Source(NamedTuple):
+    """Where a model tensor comes from: ``name`` in ``path``; ``part=(i, n)`` takes the i-th of n equal
+    chunks along dim 0 (a packed q/k/v projection stored as one tensor)."""
+
+    path: Path
+    name: str
+    part: tuple[int, int] | None = None
+
+
+Sources = dict[str, Source]  # model key -> source
+
+
+def file_sources(files: Iterable[str | os.PathLike], *, rename: Callable[[str], str | None] | None = None) -> Sources:
+    """Map model keys to the tensors of ``files``: stored name -> ``rename(name)`` (identity by default);
+    a ``rename`` result of None drops the tensor (e.g. a VAE's encoder when only the decoder is built)."""
+    sources: Sources = {}
+    for f in files:
+        for name in read_header(f):
+            key = name if rename is None else rename(name)
+            if key is not None:
+                sources[key] = Source(Path(f), name)
+    return sources
+
+
+def _fits(expected: tuple[int, ...], stored: tuple[int, ...]) -> bool:
+    """Equal shapes, or a 1x1 convolution / conv1d stored where a Linear is expected (trailing 1s)."""
+    return stored == expected or (stored[:len(expected)] == expected and all(s == 1 for s in stored[len(expected):]))
+
+
+def _mismatch_report(expected: Mapping[str, tuple], found: Mapping[str, tuple], what: str) -> str | None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if not _fits(tuple(expected[k]), tuple(found[k])))
+    if not (missing or unexpected or wrong):
+        return None
+    parts = []
+    for label, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            parts.append(f"{len(keys)} {label} keys (e.g. {', '.join(keys[:5])})")
+    if wrong:
+        shown = ", ".join(f"{k}: expected {tuple(expected[k])}, file has {tuple(found[k])}" for k in wrong[:5])
+        parts.append(f"{len(wrong)} shape mismatches ({shown})")
+    return f"{what} does not fit the architecture: " + "; ".join(parts)
+
+
+def load_sources(model: torch.nn.Module, sources: Sources, *, device, dtype: torch.dtype, what: str) -> None:
+    """Strictly load ``sources`` into ``model`` (normally built on the meta device).
+
+    Every model key must have exactly one source of a fitting shape, and every source must be used;
+    the report names missing, unexpected and mis-shaped tensors. Floating tensors are cast to ``dtype``
+    one at a time, and the model's parameters are replaced by them (``assign``).
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    headers = {f: read_header(f) for f in dict.fromkeys(src.path for src in sources.values())}
+    found = {key: _source_shape(headers[src.path][src.name].shape, src.part) for key, src in sources.items()}
+    report = _mismatch_report(expected, found, what)
+    if report:
+        raise WeightFileError(report)
+    by_file: dict[Path, dict[str, list[tuple[str, Source]]]] = {}
+    for key, src in sources.items():
+        by_file.setdefault(src.path, {}).setdefault(src.name, []).append((key, src))
+    state = {}
+    for path, names in by_file.items():
+        for name, tensor in read_tensors(path, names=list(names), device=device).items():
+            for key, src in names[name]:
+                part = tensor if src.part is None else tensor.chunk(src.part[1], dim=0)[src.part[0]]
+                part = part.reshape(expected[key])
+                state[key] = part.to(dtype=dtype) if part.is_floating_point() else part
+    model.load_state_dict(state, strict=True, assign=True)
+
+
+def _source_shape(shape: tuple[int, ...], part: tuple[int, int] | None) -> tuple[int, ...]:
+    if part is None or not shape or shape[0] % part[1]:
+        return tuple(shape)
+    return (shape[0] // part[1], *shape[1:])

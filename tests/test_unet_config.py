@@ -42,8 +42,11 @@ def test_inferred_variant_sizes_match_spec():
 
 
 @pytest.mark.parametrize("field,value", [
-    ("down_block_types", ["ResnetDownsampleBlock2D", "CrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"]),
-    ("mid_block_type", "UNetMidBlock2DCrossAttn"),
+    ("down_block_types", ["ResnetDownsampleBlock2D", "AttnDownBlock2D", "SimpleCrossAttnDownBlock2D"]),
+    ("up_block_types", ["SimpleCrossAttnUpBlock2D", "KCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"]),
+    ("mid_block_type", "UNetMidBlock2D"),
+    ("transformer_layers_per_block", [[1, 2], 1, 1]),
+    ("num_attention_heads", 8),
     ("act_fn", "relu"),
     ("resnet_time_scale_shift", "ada_group"),
     ("addition_embed_type", "text_time"),

@@ -69,3 +69,24 @@ FILE_IF_II = dict(
     sample_size=16,
 )
 FILE_IF_II_ONLYCROSS = dict(FILE_IF_II, only_cross_attention=True)
+
+# SD x4 upscaler family (IF spec §4.1): DownBlock2D / CrossAttn* levels, Transformer2D with linear projection,
+# per-level only-cross attention, nn.Embedding noise level. attention_head_dim is the head COUNT here.
+TINY_X4 = dict(
+    sample_size=16, in_channels=7, out_channels=4,
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    block_out_channels=[32, 64, 64], layers_per_block=2, norm_num_groups=8, attention_head_dim=4,
+    cross_attention_dim=32, num_class_embeds=1000, only_cross_attention=[True, True, False],
+    use_linear_projection=True, act_fn="silu",
+)
+MICRO_X4 = dict(
+    TINY_X4, sample_size=8, block_out_channels=[16, 32, 32], layers_per_block=1, norm_num_groups=4,
+    attention_head_dim=2, cross_attention_dim=16,
+)
+# the other Transformer2D options diffusers honours: 1x1-conv projections, two layers, fp32 softmax
+TINY_X4_CONV_PROJ = dict(
+    MICRO_X4, use_linear_projection=False, transformer_layers_per_block=[1, 2, 2], upcast_attention=True,
+    only_cross_attention=False, attention_head_dim=[2, 4, 2],
+)
+CONFIGS.update(x4=TINY_X4, micro_x4=MICRO_X4, x4_conv_proj=TINY_X4_CONV_PROJ)

@@ -30,8 +30,10 @@ class TokenizerNotFoundError(FileNotFoundError):
     """No T5 tokenizer in any of the places looked at (the message lists them)."""
 
 
-def comfy_tokenizer_dir() -> Path | None:
-    """ComfyUI's shipped ``comfy/text_encoders/t5_tokenizer`` folder, if ``comfy`` is importable."""
+def comfy_tokenizer_dir(*parts: str) -> Path | None:
+    """A tokenizer folder ComfyUI ships (default ``comfy/text_encoders/t5_tokenizer``; the CLIP one is
+    ``comfy/sd1_tokenizer``), found without importing ComfyUI; None when absent."""
+    parts = parts or ("text_encoders", "t5_tokenizer")
     try:
         spec = importlib.util.find_spec("comfy")
     except (ImportError, ValueError):
@@ -39,7 +41,7 @@ def comfy_tokenizer_dir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     for root in spec.submodule_search_locations:
-        folder = Path(root) / "text_encoders" / "t5_tokenizer"
+        folder = Path(root).joinpath(*parts)
         if folder.is_dir():
             return folder
     return None

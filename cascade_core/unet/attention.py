@@ -1,6 +1,7 @@
-"""IF's attention block: self-attention over image tokens with the text tokens' keys/values prepended.
+"""Attention primitives: multi-head SDPA on token sequences, and IF's "simple" cross-attention block.
 
-(diffusers ``Attention`` + ``AttnAddedKVProcessor``; IF ``AttentionBlock`` with ``encoder_kv``.)
+IF's block (diffusers ``Attention`` + ``AttnAddedKVProcessor``; IF ``AttentionBlock`` with ``encoder_kv``)
+is self-attention over image tokens with the text tokens' keys/values prepended.
 Layout: image activations stay channels-last; [B, C, H, W] <-> [B, N, C] are views, never copies,
 when the input is in ``torch.channels_last`` memory format.
 """
@@ -11,6 +12,34 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import DEFAULT_OPS
+
+
+# Above this many attention scores per call (B * heads * Nq * Nk), queries are processed in chunks, so a
+# backend without a fused kernel (the math fallback) never materialises more than ~1 GiB of fp32 scores.
+# The result is exact: softmax normalises over keys, which every chunk sees whole.
+MAX_SCORES_PER_CALL = 2**28
+
+
+def multihead_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, *,
+                        upcast: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention with ``heads`` heads splitting the channels (head h = channels
+    h*d .. (h+1)*d): q [B, Nq, C], k and v [B, Nk, C] -> [B, Nq, C]. ``upcast`` runs half inputs in fp32."""
+    b, nq, c = q.shape
+    dtype = q.dtype
+    if upcast and dtype in (torch.float16, torch.bfloat16):
+        q, k, v = q.float(), k.float(), v.float()
+
+    def split(t: torch.Tensor) -> torch.Tensor:
+        return t.reshape(b, t.shape[1], heads, c // heads).transpose(1, 2)
+
+    q, k, v = split(q), split(k), split(v)
+    chunk = max(1, MAX_SCORES_PER_CALL // (b * heads * k.shape[2]))
+    if nq <= chunk:
+        out = F.scaled_dot_product_attention(q, k, v)
+    else:
+        out = torch.cat([F.scaled_dot_product_attention(q[:, :, i:i + chunk], k, v) for i in range(0, nq, chunk)],
+                        dim=2)
+    return out.transpose(1, 2).reshape(b, nq, c).to(dtype)
 
 
 def to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -48,10 +77,6 @@ class SimpleCrossAttention(nn.Module):
         self.add_v_proj = ops.Linear(context_dim, channels, **factory)
         self.to_out = nn.ModuleList([ops.Linear(channels, channels, **factory)])
 
-    def _split(self, t: torch.Tensor) -> torch.Tensor:
-        b, n, c = t.shape
-        return t.view(b, n, self.heads, c // self.heads).transpose(1, 2)
-
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         _, _, h, w = x.shape
         tokens = to_tokens(self.group_norm(x))
@@ -61,6 +86,5 @@ class SimpleCrossAttention(nn.Module):
         if not self.only_cross:
             k = torch.cat([k, self.to_k(tokens)], dim=1)
             v = torch.cat([v, self.to_v(tokens)], dim=1)
-        out = F.scaled_dot_product_attention(self._split(self.to_q(tokens)), self._split(k), self._split(v))
-        out = self.to_out[0](out.transpose(1, 2).flatten(2))
+        out = self.to_out[0](multihead_attention(self.to_q(tokens), k, v, self.heads))
         return from_tokens(out, h, w) + x

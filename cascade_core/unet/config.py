@@ -1,8 +1,12 @@
 """UNet configuration: a frozen dataclass read from a diffusers ``config.json``.
 
-The fields mirror diffusers' ``UNet2DConditionModel`` names so that real IF checkpoints
-(``unet/config.json``) map one to one. Values this implementation does not support raise a
+The fields mirror diffusers' ``UNet2DConditionModel`` names so that real IF checkpoints and the SD x4
+upscaler (``unet/config.json``) map one to one. Values this implementation does not support raise a
 ``ValueError`` naming the field; unknown keys are logged and ignored, as diffusers does.
+
+Two block families share the model: IF's (resnet resamplers, "simple" attention where
+``attention_head_dim`` is the head *size*) and Stable Diffusion's (conv resamplers, Transformer2D
+attention where ``attention_head_dim`` is the head *count*, a diffusers naming quirk).
 """
 from __future__ import annotations
 
@@ -14,15 +18,42 @@ from typing import Any, Mapping
 
 logger = logging.getLogger(__name__)
 
-RESNET_DOWN = "ResnetDownsampleBlock2D"
-SIMPLE_ATTN_DOWN = "SimpleCrossAttnDownBlock2D"
-RESNET_UP = "ResnetUpsampleBlock2D"
-SIMPLE_ATTN_UP = "SimpleCrossAttnUpBlock2D"
 SIMPLE_ATTN_MID = "UNetMidBlock2DSimpleCrossAttn"
+CROSS_ATTN_MID = "UNetMidBlock2DCrossAttn"
 
-DOWN_BLOCK_TYPES = (RESNET_DOWN, SIMPLE_ATTN_DOWN)
-UP_BLOCK_TYPES = (RESNET_UP, SIMPLE_ATTN_UP)
-MID_BLOCK_TYPES = (SIMPLE_ATTN_MID,)
+
+@dataclass(frozen=True)
+class BlockKind:
+    """What a diffusers block type is made of.
+
+    ``attention``: None, ``"simple"`` (IF: image tokens attend to [text; image], ``attention_head_dim`` is
+    the head size) or ``"transformer"`` (SD: Transformer2D, ``attention_head_dim`` is the number of heads).
+    ``resample``: ``"resnet"`` (IF: a resnet that average-pools / nearest-upsamples, residuals scaled by
+    ``resnet_out_scale_factor``) or ``"conv"`` (SD: strided conv / nearest + conv, residual scale 1).
+    """
+
+    attention: str | None
+    resample: str
+
+
+# The registry of supported block types (diffusers names); the UNet builds levels from these entries.
+DOWN_BLOCKS: dict[str, BlockKind] = {
+    "ResnetDownsampleBlock2D": BlockKind(None, "resnet"),
+    "SimpleCrossAttnDownBlock2D": BlockKind("simple", "resnet"),
+    "DownBlock2D": BlockKind(None, "conv"),
+    "CrossAttnDownBlock2D": BlockKind("transformer", "conv"),
+}
+UP_BLOCKS: dict[str, BlockKind] = {
+    "ResnetUpsampleBlock2D": BlockKind(None, "resnet"),
+    "SimpleCrossAttnUpBlock2D": BlockKind("simple", "resnet"),
+    "UpBlock2D": BlockKind(None, "conv"),
+    "CrossAttnUpBlock2D": BlockKind("transformer", "conv"),
+}
+MID_BLOCKS: dict[str, str] = {SIMPLE_ATTN_MID: "simple", CROSS_ATTN_MID: "transformer"}
+
+DOWN_BLOCK_TYPES = tuple(DOWN_BLOCKS)
+UP_BLOCK_TYPES = tuple(UP_BLOCKS)
+MID_BLOCK_TYPES = tuple(MID_BLOCKS)
 ACTIVATIONS = ("gelu", "silu", "swish", "mish")
 
 # diffusers fields whose value must be one of these (paths other checkpoints use, not IF).
@@ -39,10 +70,7 @@ _FIXED_VALUES: dict[str, tuple[Any, ...]] = {
     "addition_time_embed_dim": (None,),
     "projection_class_embeddings_input_dim": (None,),
     "reverse_transformer_layers_per_block": (None,),
-    "num_attention_heads": (None,),
-    "transformer_layers_per_block": (1,),
-    "upcast_attention": (False, True),  # Simple attention always computes softmax in fp32
-    "use_linear_projection": (False, True),  # not read by Simple* blocks
+    "num_attention_heads": (None,),  # diffusers itself refuses it for UNet2DConditionModel
     "downsample_padding": (1,),
     "dropout": (0, 0.0),
 }
@@ -56,8 +84,20 @@ _DIFFUSERS_DEFAULTS: dict[str, Any] = {
     "num_class_embeds": None, "resnet_time_scale_shift": "default", "resnet_skip_time_act": False,
     "resnet_out_scale_factor": 1.0, "time_embedding_dim": None, "time_embedding_act_fn": None,
     "mid_block_only_cross_attention": None, "cross_attention_norm": None, "addition_embed_type_num_heads": 64,
+    "use_linear_projection": False, "upcast_attention": False, "transformer_layers_per_block": 1,
 }
 _IGNORED_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"}
+
+
+def check_diffusers_config(cfg: Mapping[str, Any], class_name: str, known: set[str], what: str) -> None:
+    """Refuse a config of another diffusers class (``_class_name``); log keys outside ``known`` (ignored,
+    as diffusers ignores them)."""
+    name = cfg.get("_class_name", class_name)
+    if name != class_name:
+        raise ValueError(f"{what} config: _class_name is {name!r}; expected {class_name!r}")
+    unknown = set(cfg) - known - _IGNORED_KEYS
+    if unknown:
+        logger.warning("%s config: ignoring unknown keys %s", what, sorted(unknown))
 
 
 def _per_block(value: Any, n: int, name: str, kind: type) -> tuple:
@@ -72,8 +112,11 @@ def _per_block(value: Any, n: int, name: str, kind: type) -> tuple:
 class UNetConfig:
     """Architecture of an IF-style UNet (field names as in diffusers' ``config.json``).
 
-    Per-block fields (``layers_per_block``, ``only_cross_attention``, ``attention_head_dim``) are
-    normalised to one entry per down block; the up path uses them reversed, as diffusers does.
+    Per-block fields (``layers_per_block``, ``only_cross_attention``, ``attention_head_dim``,
+    ``transformer_layers_per_block``) are normalised to one entry per down block; the up path uses them
+    reversed, as diffusers does. ``use_linear_projection``, ``upcast_attention`` and
+    ``transformer_layers_per_block`` shape the Transformer2D levels (SD blocks) only; IF's simple
+    attention does not read them (it always runs its softmax in fp32 on half inputs via SDPA).
     """
 
     down_block_types: tuple[str, ...]
@@ -106,8 +149,13 @@ class UNetConfig:
     cross_attention_norm: str | None = "group_norm"
     flip_sin_to_cos: bool = True
     freq_shift: int = 0
+    use_linear_projection: bool = False
+    upcast_attention: bool = False
+    transformer_layers_per_block: tuple[int, ...] = ()  # () means one transformer layer per level
 
     def __post_init__(self) -> None:
+        if not self.transformer_layers_per_block:
+            object.__setattr__(self, "transformer_layers_per_block", (1,) * len(self.down_block_types))
         self._validate()
 
     # -- derived sizes ---------------------------------------------------------------------------
@@ -123,7 +171,12 @@ class UNetConfig:
 
     @property
     def size_multiple(self) -> int:
-        """Height and width must be multiples of this (2 ** number of resolution changes)."""
+        """Height and width must be multiples of this: 2 ** number of resolution changes for IF's resnet
+        resamplers; 1 when every block resamples by conv (odd sizes then round up on the way back, as in
+        diffusers, which forwards the skip sizes to the upsamplers)."""
+        kinds = [DOWN_BLOCKS[t] for t in self.down_block_types] + [UP_BLOCKS[t] for t in self.up_block_types]
+        if all(k.resample == "conv" for k in kinds):
+            return 1
         return 2 ** (len(self.block_out_channels) - 1)
 
     @property
@@ -142,17 +195,11 @@ class UNetConfig:
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> "UNetConfig":
         """Build from a diffusers ``UNet2DConditionModel`` config dict (missing keys take diffusers' defaults)."""
         cfg = dict(config)
-        name = cfg.get("_class_name", "UNet2DConditionModel")
-        if name != "UNet2DConditionModel":
-            raise ValueError(f"unet config: _class_name is {name!r}; expected 'UNet2DConditionModel'")
-        for key, allowed in _FIXED_VALUES.items():
-            if key in cfg and cfg[key] not in allowed and not (key == "transformer_layers_per_block"
-                                                               and _all_ones(cfg[key])):
-                raise ValueError(f"unet config: unsupported value {key}={cfg[key]!r} (supported: {list(allowed)})")
         own = {f.name for f in fields(cls)}
-        unknown = set(cfg) - own - set(_FIXED_VALUES) - _IGNORED_KEYS
-        if unknown:
-            logger.warning("unet config: ignoring unknown keys %s", sorted(unknown))
+        check_diffusers_config(cfg, "UNet2DConditionModel", own | set(_FIXED_VALUES), "unet")
+        for key, allowed in _FIXED_VALUES.items():
+            if key in cfg and cfg[key] not in allowed:
+                raise ValueError(f"unet config: unsupported value {key}={cfg[key]!r} (supported: {list(allowed)})")
         values = {**_DIFFUSERS_DEFAULTS, **{k: v for k, v in cfg.items() if k in own}}
         if values["encoder_hid_dim"] is not None and values["encoder_hid_dim_type"] is None:
             values["encoder_hid_dim_type"] = "text_proj"  # old IF configs omit it; diffusers defaults it too
@@ -160,6 +207,11 @@ class UNetConfig:
         values["layers_per_block"] = _per_block(values["layers_per_block"], n, "layers_per_block", int)
         values["only_cross_attention"] = _per_block(values["only_cross_attention"], n, "only_cross_attention", bool)
         values["attention_head_dim"] = _per_block(values["attention_head_dim"], n, "attention_head_dim", int)
+        layers = values["transformer_layers_per_block"]
+        if isinstance(layers, (list, tuple)) and any(isinstance(v, (list, tuple)) for v in layers):
+            raise ValueError(f"unet config: nested transformer_layers_per_block={layers!r} (per-layer counts) "
+                             "is not supported; give one count per block")
+        values["transformer_layers_per_block"] = _per_block(layers, n, "transformer_layers_per_block", int)
         if values["mid_block_only_cross_attention"] is None:
             oca = values["only_cross_attention"]
             values["mid_block_only_cross_attention"] = bool(oca[0]) if len(set(oca)) == 1 else False
@@ -191,14 +243,14 @@ class UNetConfig:
         if len(self.down_block_types) != n or len(self.up_block_types) != n:
             raise bad("down_block_types", f"and up_block_types must both have {n} entries (one per block_out_channels)")
         for t in self.down_block_types:
-            if t not in DOWN_BLOCK_TYPES:
+            if t not in DOWN_BLOCKS:
                 raise ValueError(f"unet config: down_block_types contains unsupported {t!r} "
                                  f"(supported: {DOWN_BLOCK_TYPES})")
         for t in self.up_block_types:
-            if t not in UP_BLOCK_TYPES:
+            if t not in UP_BLOCKS:
                 raise ValueError(f"unet config: up_block_types contains unsupported {t!r} "
                                  f"(supported: {UP_BLOCK_TYPES})")
-        if self.mid_block_type not in MID_BLOCK_TYPES:
+        if self.mid_block_type not in MID_BLOCKS:
             raise bad("mid_block_type", f"is not supported (supported: {MID_BLOCK_TYPES})")
         if self.act_fn not in ACTIVATIONS:
             raise bad("act_fn", f"is not supported (supported: {ACTIVATIONS})")
@@ -221,9 +273,16 @@ class UNetConfig:
         for c in self.block_out_channels:
             if c % g:
                 raise ValueError(f"unet config: block_out_channels entry {c} is not divisible by norm_num_groups={g}")
-        for c, t, h in zip(self.block_out_channels, self.down_block_types, self.attention_head_dim):
-            if t == SIMPLE_ATTN_DOWN and c % h:
-                raise ValueError(f"unet config: {c} channels are not divisible by attention_head_dim={h}")
+        levels = zip(self.block_out_channels, self.down_block_types, self.attention_head_dim)
+        for c, t, h in [*levels, (self.block_out_channels[-1], self.mid_block_type, self.attention_head_dim[-1])]:
+            kind = MID_BLOCKS.get(t) or DOWN_BLOCKS[t].attention
+            if kind and (h < 1 or c % h):
+                what = "head size" if kind == "simple" else "number of heads, for Transformer2D blocks"
+                raise ValueError(f"unet config: {c} channels ({t}) are not divisible by attention_head_dim={h} "
+                                 f"(the {what})")
+        if any(n < 1 for n in self.transformer_layers_per_block):
+            raise ValueError(f"unet config: transformer_layers_per_block={self.transformer_layers_per_block} "
+                             "must be >= 1 everywhere")
         if self.cross_attention_norm == "group_norm" and self.cross_attention_dim % 32:
             raise ValueError(
                 f"unet config: cross_attention_dim={self.cross_attention_dim} must be divisible by 32 "
@@ -234,6 +293,3 @@ class UNetConfig:
         if any(n < 1 for n in self.layers_per_block):
             raise ValueError(f"unet config: layers_per_block={self.layers_per_block} must be >= 1 everywhere")
 
-
-def _all_ones(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and all(v == 1 for v in value)

@@ -17,12 +17,14 @@ from .presets import IF_II_SCALE, preset_name
 
 _HEAD_DIM = 64
 _FOREIGN_LAYOUTS = (
-    ("model.diffusion_model.", "a Stable Diffusion / LDM checkpoint, not a DeepFloyd IF UNet"),
+    ("model.diffusion_model.", "a Stable Diffusion / LDM checkpoint, not a DeepFloyd IF UNet (for "
+                               "x4-upscaler-ema.safetensors use load_upscaler)"),
     ("input_blocks.", "an original DeepFloyd/LDM UNet checkpoint (input_blocks.*); load the diffusers unet/ "
                       "folder of the same model instead"),
     ("encoder.block.", "a T5 text encoder; load it with the text-encoder loader"),
     ("shared.weight", "a T5 text encoder; load it with the text-encoder loader"),
-    ("transformer_blocks.", "a Stable-Diffusion-style UNet (transformer blocks), not a DeepFloyd IF UNet"),
+    ("transformer_blocks.", "a Stable-Diffusion-style UNet (transformer blocks), not a DeepFloyd IF UNet; the x4 "
+                            "upscaler loads from its repo folder with load_upscaler"),
 )
 
 
@@ -95,5 +97,8 @@ def describe(config: Mapping) -> str:
     name = preset_name(dict(config))
     if name:
         return name
-    stage = "IF-II-like super-resolution" if config.get("class_embed_type") else "IF-I-like base"
+    if config.get("num_class_embeds") is not None:
+        stage = "SD-x4-like latent upscaler"
+    else:
+        stage = "IF-II-like super-resolution" if config.get("class_embed_type") else "IF-I-like base"
     return f"{stage} UNet (block_out_channels={list(config['block_out_channels'])})"

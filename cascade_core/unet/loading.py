@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ..weights import WeightFileError, find_weight_files, read_header, read_tensors
+from ..weights import WeightFileError, file_sources, find_weight_files, load_sources, read_header
 from .config import UNetConfig
 from .inference import describe, infer_unet_config
 from .model import UNet
@@ -58,36 +58,9 @@ def _resolve(path: Path, dtype: torch.dtype) -> tuple[dict, list[Path]]:
         raise WeightFileError(f"{path.name}: {e}") from None
 
 
-def _mismatch_report(expected: dict[str, tuple], found: dict[str, tuple], what: str) -> str | None:
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if tuple(expected[k]) != tuple(found[k]))
-    if not (missing or unexpected or wrong):
-        return None
-    parts = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected)):
-        if keys:
-            parts.append(f"{len(keys)} {label} keys (e.g. {', '.join(keys[:5])})")
-    if wrong:
-        shown = ", ".join(f"{k}: expected {tuple(expected[k])}, file has {tuple(found[k])}" for k in wrong[:5])
-        parts.append(f"{len(wrong)} shape mismatches ({shown})")
-    return f"{what} does not fit the architecture: " + "; ".join(parts)
-
-
 def load_state_dict_strict(model: torch.nn.Module, files: list[Path], *, device, dtype, what: str) -> None:
-    """Load ``files`` into ``model`` (built on meta), checking names and shapes first; cast per tensor."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    headers = {f: read_header(f) for f in files}
-    found = {k: info.shape for h in headers.values() for k, info in h.items()}
-    report = _mismatch_report(expected, found, what)
-    if report:
-        raise WeightFileError(report)
-    state = {}
-    for f, header in headers.items():
-        for name, tensor in read_tensors(f, device=device).items():
-            state[name] = tensor.to(dtype=dtype) if tensor.is_floating_point() else tensor
-        logger.debug("read %d tensors from %s", len(header), f)
-    model.load_state_dict(state, strict=True, assign=True)
+    """Load ``files`` into ``model`` (built on meta) under their stored names, checking names and shapes first."""
+    load_sources(model, file_sources(files), device=device, dtype=dtype, what=what)
 
 
 def load_unet(path: str | os.PathLike, *, device=None, dtype=None) -> UNet:

@@ -1,4 +1,5 @@
-"""The IF-family UNet (IF-I-XL/L/M, IF-II-L/M) as one plain ``nn.Module`` built from :class:`UNetConfig`.
+"""The cascade's UNets (IF-I-XL/L/M, IF-II-L/M, the SD x4 upscaler) as one plain ``nn.Module`` built from
+:class:`UNetConfig`; each level is built from the block-type registry in :mod:`.config`.
 
 Call contract: ``unet(x, t, text_embeds, noise_level=None)`` returns what diffusers'
 ``UNet2DConditionModel(x, t, encoder_hidden_states=text_embeds, class_labels=noise_level).sample``
@@ -12,17 +13,17 @@ from torch import nn
 
 from .ops import DEFAULT_OPS
 
-from .blocks import DownBlock, LevelOptions, MidBlock, UpBlock
+from .blocks import DownBlock, LevelAttention, LevelOptions, MidBlock, UpBlock
 from .checks import check_unet_inputs
-from .config import SIMPLE_ATTN_DOWN, SIMPLE_ATTN_UP, UNetConfig
+from .config import DOWN_BLOCKS, MID_BLOCKS, UP_BLOCKS, UNetConfig
 from .embeddings import TextPoolEmbedding, TimestepMLP, activation, sinusoidal_embedding
 
 
 class UNet(nn.Module):
-    """Pixel-space diffusion UNet with T5 cross-attention and learned-variance output.
+    """Diffusion UNet with text cross-attention (IF: pixel space, T5, learned variance; x4: latents, CLIP).
 
-    x: [B, in_channels, H, W] (SR models: noisy image and upscaled low-res image concatenated),
-    t: [B] or scalar timesteps, text_embeds: [B, L, text_dim] raw T5 states (any L),
+    x: [B, in_channels, H, W] (SR models: noisy image / latent and the low-res image concatenated),
+    t: [B] or scalar timesteps, text_embeds: [B, L, text_dim] raw T5 states or CLIP states (any L),
     noise_level: [B] integer noise-augmentation levels (SR models only) -> [B, out_channels, H, W].
     """
 
@@ -45,42 +46,49 @@ class UNet(nn.Module):
         self.time_embed_act = activation(c.time_embedding_act_fn) if c.time_embedding_act_fn else None
         opts = LevelOptions(emb_dim, c.cross_attention_dim, c.norm_num_groups, c.norm_eps, c.act_fn,
                             c.resnet_time_scale_shift == "scale_shift", c.resnet_skip_time_act,
-                            c.cross_attention_norm == "group_norm")
+                            c.cross_attention_norm == "group_norm", c.use_linear_projection, c.upcast_attention)
         self.down_blocks, skip_channels = self._build_down(opts, ops, factory)
-        self.mid_block = MidBlock(c.block_out_channels[-1], opts, head_dim=c.attention_head_dim[-1],
-                                  only_cross=c.mid_block_only_cross_attention, scale=c.mid_block_scale_factor,
-                                  ops=ops, factory=factory)
+        mid_kind = MID_BLOCKS[c.mid_block_type]
+        # diffusers' UNetMidBlock2DCrossAttn has no only-cross option; the simple mid block follows the config
+        mid_level = LevelAttention(c.attention_head_dim[-1], mid_kind == "simple" and c.mid_block_only_cross_attention,
+                                   c.transformer_layers_per_block[-1])
+        self.mid_block = MidBlock(c.block_out_channels[-1], opts, kind=mid_kind, level=mid_level,
+                                  scale=c.mid_block_scale_factor, ops=ops, factory=factory)
         self.up_blocks = self._build_up(opts, skip_channels, ops, factory)
         self.conv_norm_out = ops.GroupNorm(c.norm_num_groups, ch0, eps=c.norm_eps, **factory)
         self.conv_act = activation(c.act_fn)
         self.conv_out = ops.Conv2d(ch0, c.out_channels, 3, padding=1, **factory)
         self.to(memory_format=torch.channels_last)
 
+    def _level(self, i: int, kind) -> tuple[LevelAttention, float]:
+        """Attention settings and resnet output scale of down level ``i`` (up blocks pass the mirrored index)."""
+        c = self.config
+        level = LevelAttention(c.attention_head_dim[i], c.only_cross_attention[i], c.transformer_layers_per_block[i])
+        return level, (c.resnet_out_scale_factor if kind.resample == "resnet" else 1.0)
+
     def _build_down(self, opts: LevelOptions, ops, factory: dict) -> tuple[nn.ModuleList, list[int]]:
         c, blocks = self.config, nn.ModuleList()
         skip_channels, in_ch = [c.block_out_channels[0]], c.block_out_channels[0]
-        for i, (kind, out_ch) in enumerate(zip(c.down_block_types, c.block_out_channels)):
+        for i, (name, out_ch) in enumerate(zip(c.down_block_types, c.block_out_channels)):
             last = i == len(c.block_out_channels) - 1
-            n = c.layers_per_block[i]
-            blocks.append(DownBlock(in_ch, out_ch, n, opts, attention=kind == SIMPLE_ATTN_DOWN,
-                                    head_dim=c.attention_head_dim[i], only_cross=c.only_cross_attention[i],
-                                    downsample=not last, scale=c.resnet_out_scale_factor, ops=ops, factory=factory))
+            n, kind = c.layers_per_block[i], DOWN_BLOCKS[name]
+            level, scale = self._level(i, kind)
+            blocks.append(DownBlock(in_ch, out_ch, n, opts, kind=kind, level=level, downsample=not last,
+                                    scale=scale, ops=ops, factory=factory))
             skip_channels += [out_ch] * (n + (0 if last else 1))
             in_ch = out_ch
         return blocks, skip_channels
 
     def _build_up(self, opts: LevelOptions, skip_channels: list[int], ops, factory: dict) -> nn.ModuleList:
         c, blocks = self.config, nn.ModuleList()
-        rev = lambda seq: list(reversed(seq))  # noqa: E731
-        prev_ch = c.block_out_channels[-1]
-        skips = list(skip_channels)
-        for i, (kind, out_ch) in enumerate(zip(c.up_block_types, rev(c.block_out_channels))):
-            n = rev(c.layers_per_block)[i] + 1
-            consumed = [skips.pop() for _ in range(n)]
-            blocks.append(UpBlock(prev_ch, out_ch, consumed, opts, attention=kind == SIMPLE_ATTN_UP,
-                                  head_dim=rev(c.attention_head_dim)[i], only_cross=rev(c.only_cross_attention)[i],
-                                  upsample=i < len(c.block_out_channels) - 1, scale=c.resnet_out_scale_factor,
-                                  ops=ops, factory=factory))
+        prev_ch, skips, depth = c.block_out_channels[-1], list(skip_channels), len(c.block_out_channels)
+        for i, name in enumerate(c.up_block_types):
+            mirror, kind = depth - 1 - i, UP_BLOCKS[name]
+            out_ch = c.block_out_channels[mirror]
+            consumed = [skips.pop() for _ in range(c.layers_per_block[mirror] + 1)]
+            level, scale = self._level(mirror, kind)
+            blocks.append(UpBlock(prev_ch, out_ch, consumed, opts, kind=kind, level=level, upsample=i < depth - 1,
+                                  scale=scale, ops=ops, factory=factory))
             prev_ch = out_ch
         return blocks
 
@@ -118,6 +126,7 @@ class UNet(nn.Module):
             h, block_skips = block(h, emb, ctx)
             skips += block_skips
         h = self.mid_block(h, emb, ctx)
+        odd = any(d % 2 ** (len(self.up_blocks) - 1) for d in x.shape[-2:])  # diffusers' forward_upsample_size
         for block in self.up_blocks:
-            h = block(h, skips, emb, ctx)
+            h = block(h, skips, emb, ctx, match_skip_size=odd)
         return self.conv_out(self.conv_act(self.conv_norm_out(h)))

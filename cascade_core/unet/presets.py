@@ -1,8 +1,8 @@
-"""Known IF UNet architectures (diffusers ``config.json`` contents), used to name what a file holds.
+"""Known UNet architectures (diffusers ``config.json`` contents), used to name what a file holds.
 
-IF-I-XL and IF-II-L are the published hub configs; the L/M variants follow the same pattern with a
-smaller base width (IF spec §1.3/§1.5: inferred from parameter counts). Loaders always prefer a
-checkpoint's own ``config.json``; these tables only label single files and build test models.
+IF-I-XL, IF-II-L and the SD x4 upscaler are the published hub configs; the IF L/M variants follow the
+same pattern with a smaller base width (IF spec §1.3/§1.5: inferred from parameter counts). Loaders
+always prefer a checkpoint's own ``config.json``; these tables label files and build test models.
 """
 from __future__ import annotations
 
@@ -42,12 +42,24 @@ def if_ii_config(width: int) -> dict:
     )
 
 
+# stabilityai/stable-diffusion-x4-upscaler unet/config.json (IF spec §1.7); absent fields take diffusers' defaults
+SD_X4_UPSCALER = dict(
+    sample_size=128, in_channels=7, out_channels=4, act_fn="silu",
+    down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    block_out_channels=[256, 512, 512, 1024], layers_per_block=2, attention_head_dim=8, cross_attention_dim=1024,
+    num_class_embeds=1000, only_cross_attention=[True, True, True, False], use_linear_projection=True,
+    norm_num_groups=32, norm_eps=1e-5, downsample_padding=1, flip_sin_to_cos=True, freq_shift=0,
+    mid_block_scale_factor=1,
+)
+
 PRESETS: dict[str, dict] = {
     "IF-I-XL": if_i_config(704),
     "IF-I-L": if_i_config(320),
     "IF-I-M": if_i_config(192),
     "IF-II-L": if_ii_config(160),
     "IF-II-M": if_ii_config(96),
+    "SD-x4-upscaler": SD_X4_UPSCALER,
 }
 
 
