@@ -23,7 +23,8 @@ def register_folders() -> None:
                                            is_default=True)
 
 
-def _repo_folders(marker: str) -> list[str]:
+def repo_folders(marker: str) -> list[str]:
+    """Folders in models/pixel_cascade that contain ``marker`` (a file or subfolder), listed as "name/"."""
     register_folders()
     names = set()
     for root in folder_paths.get_folder_paths(PACK_FOLDER):
@@ -34,19 +35,26 @@ def _repo_folders(marker: str) -> list[str]:
     return sorted(names)
 
 
-def _files(folder: str) -> list[str]:
+def files(folder: str) -> list[str]:
+    """The .safetensors files of one of ComfyUI's model folders."""
     return [f for f in folder_paths.get_filename_list(folder) if f.endswith(".safetensors")]
+
+
+def _if_folders(*markers: str) -> list[str]:
+    """Repo folders with any of ``markers``, except the SD x4 upscaler's (its unet/ and text_encoder/ are not IF's)."""
+    upscalers = set(repo_folders("low_res_scheduler"))
+    return sorted({name for marker in markers for name in repo_folders(marker)} - upscalers)
 
 
 def unet_choices() -> list[str]:
     """Repo folders holding ``unet/`` (or a bare diffusers UNet folder), then single UNet files."""
-    return sorted(set(_repo_folders("unet") + _repo_folders("diffusion_pytorch_model.safetensors")
-                      + _repo_folders("diffusion_pytorch_model.safetensors.index.json"))) + _files(UNET_FILES)
+    return _if_folders("unet", "diffusion_pytorch_model.safetensors",
+                       "diffusion_pytorch_model.safetensors.index.json") + files(UNET_FILES)
 
 
 def t5_choices() -> list[str]:
     """Repo folders holding ``text_encoder/`` (or a bare transformers T5 folder), then single T5 files."""
-    return sorted(set(_repo_folders("text_encoder") + _repo_folders("spiece.model"))) + _files(T5_FILES)
+    return _if_folders("text_encoder", "spiece.model") + files(T5_FILES)
 
 
 def resolve(name: str, file_folder: str) -> Path:
@@ -81,7 +89,7 @@ def hf_folders(model_types: tuple[str, ...]) -> list[str]:
     import json
 
     names = []
-    for name in _repo_folders("config.json"):
+    for name in repo_folders("config.json"):
         for root in folder_paths.get_folder_paths(PACK_FOLDER):
             config = Path(root, name, "config.json")
             try:

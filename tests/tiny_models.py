@@ -15,7 +15,8 @@ NODE_IF_II = dict(MICRO_IF_II, encoder_hid_dim=T5_WIDTH, addition_embed_type_num
 def write_tiny_models(root: Path) -> Path:
     """root/pixel_cascade/tiny-IF-I/ (unet/, text_encoder/, tokenizer/), root/pixel_cascade/tiny-IF-II/ (unet/),
     root/diffusion_models/tiny_if_i.safetensors, root/text_encoders/tiny_t5.safetensors, and the transformers
-    folders root/pixel_cascade/tiny-git/ (GIT) and tiny-clip/ (a CLIP wired to see colour)."""
+    folders root/pixel_cascade/tiny-git/ (GIT) and tiny-clip/ (a CLIP wired to see colour), and a diffusers
+    StableDiffusionUpscalePipeline folder root/pixel_cascade/tiny-x4-upscaler/ (stage III)."""
     from cascade_core.unet.loading import load_unet, save_single_file
 
     repo = root / "pixel_cascade" / "tiny-IF-I"
@@ -31,4 +32,7 @@ def write_tiny_models(root: Path) -> Path:
     (root / "text_encoders" / "tokenizer" / "spiece.model").write_bytes(spiece.read_bytes())
     vision_models.save_git(root / "pixel_cascade" / "tiny-git")
     vision_models.save_clip(root / "pixel_cascade" / "tiny-clip", vision_models.colour_clip())
+    from tiny_x4 import x4_pipeline
+
+    x4_pipeline(root / "_x4tok").save_pretrained(str(root / "pixel_cascade" / "tiny-x4-upscaler"))
     return root
