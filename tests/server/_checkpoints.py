@@ -8,6 +8,7 @@ Layout written under ``<base>/models``::
     text_encoders/tiny-t5.safetensors        single-file T5 (full T5 vocabulary: ComfyUI's shipped tokenizer)
     pixel_cascade/tiny-git/    transformers GitForCausalLM folder (caption node)
     pixel_cascade/tiny-clip/   transformers CLIPModel folder (similarity node)
+    pixel_cascade/tiny-x4-upscaler/  diffusers StableDiffusionUpscalePipeline folder (stage III)
 
 Every UNet's ``encoder_hid_dim`` equals the T5s' ``d_model``, so any T5 drives any UNet. The sizes keep a
 64→256 cascade with 10+10 steps at a few seconds on two CPU cores.
@@ -38,6 +39,7 @@ FILE_UNET = "tiny-if-i.safetensors"
 FILE_T5_NAME = "tiny-t5.safetensors"
 REPO_GIT = "tiny-git/"
 REPO_CLIP = "tiny-clip/"
+REPO_X4 = "tiny-x4-upscaler/"
 
 
 def _unet_folder(config: dict, folder: Path, seed: int) -> None:
@@ -62,5 +64,9 @@ def build_models(models: Path) -> dict[str, Path]:
 
     git = save_git(models / "pixel_cascade" / REPO_GIT.rstrip("/"))
     clip = save_clip(models / "pixel_cascade" / REPO_CLIP.rstrip("/"), colour_clip())
+    from tiny_x4 import x4_pipeline
+
+    x4 = models / "pixel_cascade" / REPO_X4.rstrip("/")
+    x4_pipeline(models / "_x4_tokenizer").save_pretrained(str(x4))
     return {REPO_IF_I: repo_i, REPO_IF_II: repo_ii, FILE_UNET: unet_file, FILE_T5_NAME: t5_file, REPO_GIT: git,
-            REPO_CLIP: clip}
+            REPO_CLIP: clip, REPO_X4: x4}

@@ -5,13 +5,13 @@ import copy
 import json
 from pathlib import Path
 
-from _checkpoints import FILE_T5_NAME, REPO_CLIP, REPO_GIT, REPO_IF_I, REPO_IF_II
+from _checkpoints import FILE_T5_NAME, REPO_CLIP, REPO_GIT, REPO_IF_I, REPO_IF_II, REPO_X4
 from _runtime import REPO
 
 WORKFLOWS = REPO / "workflows"
 API_DIR = WORKFLOWS / "api"
 
-MODEL_INPUTS = ("t5_name", "unet_name", "model_name")
+MODEL_INPUTS = ("t5_name", "unet_name", "model_name", "upscaler_name")
 # every real checkpoint name a shipped workflow may use → the micro checkpoint standing in for it
 TEST_MODELS = {
     "IF-I-XL-v1.0/": REPO_IF_I, "IF-I-L-v1.0/": REPO_IF_I, "IF-I-M-v1.0/": REPO_IF_I,
@@ -19,8 +19,9 @@ TEST_MODELS = {
     "t5xxl_fp16.safetensors": FILE_T5_NAME, "t5xxl_fp8_e4m3fn.safetensors": FILE_T5_NAME,
     "git-large-coco/": REPO_GIT, "git-base-coco/": REPO_GIT,
     "clip-vit-large-patch14/": REPO_CLIP, "clip-vit-base-patch32/": REPO_CLIP,
+    "stable-diffusion-x4-upscaler/": REPO_X4, "x4-upscaler-ema.safetensors": REPO_X4,
 }
-SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256")
+SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024")
 IMAGE_SINKS = ("SaveImage", "PreviewImage")
 
 
@@ -58,7 +59,9 @@ def for_tests(api: dict, *, steps: int = 8, prefix: str = "test") -> dict:
     api = retarget_models(api)
     for node in api.values():
         if node["class_type"] in SAMPLERS:
-            node["inputs"].update(steps=steps, schedule="leading")
+            node["inputs"]["steps"] = steps
+            if "schedule" in node["inputs"]:
+                node["inputs"]["schedule"] = "leading"
         if node["class_type"] == "SaveImage":
             node["inputs"]["filename_prefix"] = f"tests/{prefix}"
     return api
@@ -70,7 +73,7 @@ def image_size(api: dict, link: list) -> tuple[int, int, int]:
     inputs = node["inputs"]
     if node["class_type"] == "PixelCascadeBase64Sampler":
         return inputs["batch_size"], inputs["width"], inputs["height"]
-    if node["class_type"] == "PixelCascadeSRUpsampler256":
+    if node["class_type"] in ("PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024"):
         batch, width, height = image_size(api, inputs["image"])
         return batch, 4 * width, 4 * height
     raise ValueError(f"no size rule for {node['class_type']}")
