@@ -100,7 +100,10 @@ def test_single_file_loads_to_identical_outputs(ldm):
     assert from_file.max_noise_level == 350 and torch.equal(from_file.alphas_cumprod, from_folder.alphas_cumprod)
 
 
-def test_single_file_tokenizer_lookup(ldm, tmp_path):
+def test_single_file_tokenizer_lookup(ldm, tmp_path, monkeypatch):
+    import cascade_core.upscaler.loading as loading
+
+    monkeypatch.setattr(loading, "comfy_tokenizer_dir", lambda name: None)  # as outside ComfyUI (node tests import it)
     _, root, state = ldm
     path = tmp_path / "x4-upscaler-ema.safetensors"
     shutil.copy(root / "file" / "x4-upscaler-ema.safetensors", path)
