@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cascade_core.image import images_to_pixels, pixels_to_images
+from cascade_core.image import images_to_pixels, pixels_to_images, preview
 from cascade_core.samplers import SAMPLERS
 from cascade_core.upscaler.loading import load_upscaler
 from cascade_core.upscaler.stage import sample_x4_stage
@@ -108,7 +108,8 @@ class SRUpsampler1024(io.ComfyNode):
 
         def callback(info: dict) -> None:
             model_management.throw_exception_if_processing_interrupted()
-            bar.update_absolute(info["i"] + 1, info["total"])
+            look = preview(upscaler.model.preview(info["denoised"]))
+            bar.update_absolute(info["i"] + 1, info["total"], ("JPEG", look, 512))
 
         tiles = dict(tile=tile_size, overlap=tile_size // 4, vae_tile=tile_size, vae_overlap=tile_size // 8) \
             if tiling else {}

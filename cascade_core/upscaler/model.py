@@ -72,6 +72,14 @@ class Upscaler:
             raise ValueError(f"VAE tiles must be >= 4 latent pixels with 0 <= overlap < tile, got {tile}, {overlap}")
         return tiled_map(lambda part, _: self.vae(part), z, tile, overlap, scale=self.upscale_factor)
 
+    @torch.no_grad()
+    def preview(self, latents: Tensor, max_latent: int = 32) -> Tensor:
+        """A cheap look at sampling latents [B, 4, h, w] (not yet divided by ``scaling_factor``): average-pooled
+        to at most ``max_latent`` latent pixels per side, then decoded -> [B, 3, <= 4*max_latent, ...] in [-1, 1]."""
+        factor = max(1, -(-max(latents.shape[-2:]) // max_latent))
+        small = torch.nn.functional.avg_pool2d(latents.float(), factor) if factor > 1 else latents
+        return self.decode(small / self.scaling_factor).clamp(-1.0, 1.0)
+
     def encode_prompt(self, prompts: str | Sequence[str]) -> Tensor:
         """CLIP ``last_hidden_state`` [B, 77, 1024] for B prompts (the x4 model's own text encoder; T5
         embeddings of the IF stages do not apply to it)."""

@@ -30,7 +30,7 @@ def test_sr1024_equals_core_and_reports_progress(pack, model_dirs):
     image = torch.rand(1, 8, 12, 3, generator=torch.Generator().manual_seed(0))
     calls = []
     old = comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda v, t, p, node_id=None: calls.append((v, t)))
+    comfy.utils.set_progress_bar_global_hook(lambda v, t, p, node_id=None: calls.append((v, t, p)))
     try:
         out = SRUpsampler1024.execute(upscaler=handle, image=image, prompt="a cat", negative_prompt="", steps=3,
                                       guidance=9.0, noise_level=100, seed=5, sampler="ddim", tiling=False,
@@ -40,7 +40,8 @@ def test_sr1024_equals_core_and_reports_progress(pack, model_dirs):
     direct = sample_x4_stage(handle.model, images_to_pixels(image), "a cat", "", steps=3, guidance=9.0,
                              noise_level=100, generator=torch.Generator().manual_seed(5))
     assert out.shape == (1, 32, 48, 3) and torch.allclose(out, pixels_to_images(direct), atol=1e-6)
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    assert [c[:2] for c in calls] == [(1, 3), (2, 3), (3, 3)]
+    assert all(c[2][0] == "JPEG" and max(c[2][1].size) >= 256 for c in calls)  # decoded previews, upscaled
     tiled = SRUpsampler1024.execute(upscaler=handle, image=image, prompt="a cat", negative_prompt="", steps=2,
                                     guidance=9.0, noise_level=100, seed=5, sampler="ddim", tiling=True,
                                     tile_size=16).result[0]

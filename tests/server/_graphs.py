@@ -46,3 +46,18 @@ def sr_graph(image: dict, *, steps: int = 2) -> dict:
 def empty_image(width: int, height: int) -> dict:
     """ComfyUI core's EmptyImage node (any size, unlike our base sampler)."""
     return {"class_type": "EmptyImage", "inputs": {"width": width, "height": height, "batch_size": 1, "color": 0}}
+
+
+def x4_graph(image: dict, *, steps: int = 2, noise_level: int = 100) -> dict:
+    """Stage III alone: x4 Upscaler Loader ("30") + SR Upsampler 1024 ("31") on ``image`` (node "20") → PreviewImage."""
+    from _checkpoints import REPO_X4
+
+    return {
+        "20": image,
+        "30": {"class_type": "PixelCascadeUpscalerLoader", "inputs": {"upscaler_name": REPO_X4, "dtype": "default"}},
+        "31": {"class_type": "PixelCascadeSRUpsampler1024",
+               "inputs": {"upscaler": ["30", 0], "image": ["20", 0], "prompt": "a cat", "negative_prompt": "",
+                          "steps": steps, "guidance": 9.0, "noise_level": noise_level, "seed": 0, "sampler": "ddim",
+                          "tiling": False, "tile_size": 64}},
+        "32": {"class_type": "PreviewImage", "inputs": {"images": ["31", 0]}},
+    }

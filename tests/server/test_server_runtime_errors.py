@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from _checkpoints import REPO_IF_II
-from _graphs import base_graph, empty_image, sr_graph
+from _graphs import base_graph, empty_image, sr_graph, x4_graph
 
 pytestmark = pytest.mark.server
 
@@ -16,6 +16,8 @@ CASES = [
      ("multiple of", "resize", "crop")),
     ("empty-positive-prompt", lambda: base_graph(text=""), "5", "positive",
      ("prompt", "text")),
+    ("image-size-x4-cannot-take", lambda: x4_graph(empty_image(30, 22)), "31", "image",
+     ("multiples of 4", "resize", "crop")),
 ]
 
 

@@ -59,3 +59,17 @@ def test_missing_required_input(comfy):
     assert errors["class_type"] == "PixelCascadeBase64Sampler"
     assert errors["errors"][0]["type"] == "required_input_missing"
     assert errors["errors"][0]["details"] == "guider"
+
+
+def test_stage_three_refuses_bad_noise_level_and_an_if_model(comfy):
+    from _checkpoints import REPO_IF_I
+    from _graphs import empty_image, x4_graph
+
+    errors = _rejected(comfy, x4_graph(empty_image(16, 16), noise_level=351))["node_errors"]["31"]
+    assert errors["class_type"] == "PixelCascadeSRUpsampler1024"
+    assert [(e["type"], e["details"]) for e in errors["errors"]] == [("value_bigger_than_max", "noise_level")]
+    graph = x4_graph(empty_image(16, 16))
+    graph["30"] = {"class_type": "PixelCascadeUNetLoader", "inputs": {"unet_name": REPO_IF_I, "dtype": "default"}}
+    errors = _rejected(comfy, graph)["node_errors"]["31"]  # an IF model cannot be wired into the x4 node
+    assert [e["type"] for e in errors["errors"]] == ["return_type_mismatch"], errors
+    assert errors["errors"][0]["extra_info"]["input_name"] == "upscaler"
