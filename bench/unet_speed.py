@@ -15,26 +15,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_time, sync  # noqa: E402
 from cascade_core.unet.config import UNetConfig  # noqa: E402
 from cascade_core.unet.model import UNet  # noqa: E402
 from cascade_core.unet.presets import PRESETS  # noqa: E402
 
 DEV = "cuda"
 SMOKE_CONFIGS: dict = {}  # --smoke: tiny configs on the CPU, to check this script before spending GPU time
-
-
-def sync() -> None:
-    if DEV == "cuda":
-        torch.cuda.synchronize()
 
 
 def config_of(name: str) -> dict:
@@ -44,16 +38,7 @@ LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw", "convert_layout", "transpose_readW
 
 def cuda_time(fn, warmup: int = 3, reps: int = 10) -> float:
     """Median wall time of fn() in seconds, synchronised."""
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(fn, device=DEV, warmup=warmup, reps=reps)
 
 
 def layout_share(fn) -> float:
@@ -64,7 +49,7 @@ def layout_share(fn) -> float:
         return float("nan")
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
-        sync()
+        sync(DEV)
     total = conv = 0.0
     for evt in prof.key_averages():
         t = evt.device_time_total if hasattr(evt, "device_time_total") else evt.cuda_time_total

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.timing import median_time, sync  # noqa: E402
 from cascade_core.unet.config import UNetConfig  # noqa: E402
 from cascade_core.unet.model import UNet  # noqa: E402
 from cascade_core.unet.presets import SD_X4_UPSCALER  # noqa: E402
@@ -31,22 +30,8 @@ X4_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, down_block_types
 DEV = "cuda"
 
 
-def sync() -> None:
-    if DEV == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn, warmup: int = 2, reps: int = 5) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_time(fn, device=DEV, warmup=warmup, reps=reps)
 
 
 def peak(fn) -> tuple[torch.Tensor, float]:
@@ -55,7 +40,7 @@ def peak(fn) -> tuple[torch.Tensor, float]:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     out = fn()
-    sync()
+    sync(DEV)
     return out, torch.cuda.max_memory_allocated() / 2**30
 
 

@@ -16,3 +16,38 @@ def x4_repo(tmp_path_factory):
     pipe = x4_pipeline(root)
     pipe.save_pretrained(root / "repo")
     return pipe, root / "repo"
+
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's tests on one torch thread (the tiny vision models are slower with two on 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def base():
+    """A random micro IF-I (base) UNet."""
+    from cascade_core.unet.config import UNetConfig
+    from cascade_core.unet.model import UNet
+    from tiny_unets import MICRO_IF_I
+
+    torch.manual_seed(0)
+    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_I)).eval()
+
+
+@pytest.fixture(scope="module")
+def sr():
+    """A random micro IF-II (super-resolution) UNet."""
+    from cascade_core.unet.config import UNetConfig
+    from cascade_core.unet.model import UNet
+    from tiny_unets import MICRO_IF_II
+
+    torch.manual_seed(0)
+    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_II)).eval()

@@ -6,12 +6,7 @@ from _vision_models import GIT_PREPROCESSOR, make_images, save_git, uint8_arrays
 from cascade_core.captioning import load_captioner
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: thread hand-offs cost more than they save on a shared CPU
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ from cascade_core.preprocess import ImageSpec, Preprocessor
 MAX_DIFF, MEAN_DIFF = 1.25 / 255, 0.4 / 255
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def pil_processor(config: dict):

@@ -10,12 +10,7 @@ from cascade_core.similarity import TextInputError, best_matches, load_embedder,
 TEXTS = ["a photo of a cat", "two dogs sitting on the grass", "", "a red car, and a blue sky with a red car " * 4]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

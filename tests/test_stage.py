@@ -4,21 +4,6 @@ import torch
 
 from cascade_core.guidance import CFGGuider, DynamicThreshold
 from cascade_core.stage import sample_stage, stage_sigmas, unet_denoiser
-from cascade_core.unet.config import UNetConfig
-from cascade_core.unet.model import UNet
-from tiny_unets import MICRO_IF_I, MICRO_IF_II
-
-
-@pytest.fixture(scope="module")
-def base():
-    torch.manual_seed(0)
-    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_I)).eval()
-
-
-@pytest.fixture(scope="module")
-def sr():
-    torch.manual_seed(0)
-    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_II)).eval()
 
 
 def _guider(unet, scale=5.0, batch=1, max_value=1.5):

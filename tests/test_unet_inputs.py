@@ -2,22 +2,6 @@
 import pytest
 import torch
 
-from cascade_core.unet.config import UNetConfig
-from cascade_core.unet.model import UNet
-from tiny_unets import MICRO_IF_I, MICRO_IF_II
-
-
-@pytest.fixture(scope="module")
-def base():
-    torch.manual_seed(0)
-    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_I)).eval()
-
-
-@pytest.fixture(scope="module")
-def sr():
-    torch.manual_seed(0)
-    return UNet(UNetConfig.from_diffusers_config(MICRO_IF_II)).eval()
-
 
 def test_wrong_channel_count(base, sr):
     with pytest.raises(ValueError, match="4 channels; this model takes 3"):
