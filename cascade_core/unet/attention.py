@@ -14,9 +14,11 @@ from torch import nn
 from .ops import DEFAULT_OPS
 
 
-# Above this many attention scores per call (B * heads * Nq * Nk), queries are processed in chunks, so a
-# backend without a fused kernel (the math fallback) never materialises more than ~1 GiB of fp32 scores.
-# The result is exact: softmax normalises over keys, which every chunk sees whole.
+# Off CUDA, above this many attention scores per call (B * heads * Nq * Nk), queries are processed in
+# chunks, so a backend without a fused kernel (the math fallback) never materialises more than ~1 GiB of
+# fp32 scores. The result is exact: softmax normalises over keys, which every chunk sees whole. On CUDA,
+# SDPA's fused kernels never materialise the scores, and chunking measured slower and hungrier (H200: x4
+# UNet forward 51 vs 45 ms, x4 VAE decode peak 5.4 vs 3.4 GiB; bench/results/x4_gpu.json), so one call.
 MAX_SCORES_PER_CALL = 2**28
 
 
@@ -34,7 +36,7 @@ def multihead_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads
 
     q, k, v = split(q), split(k), split(v)
     chunk = max(1, MAX_SCORES_PER_CALL // (b * heads * k.shape[2]))
-    if nq <= chunk:
+    if q.is_cuda or nq <= chunk:
         out = F.scaled_dot_product_attention(q, k, v)
     else:
         out = torch.cat([F.scaled_dot_product_attention(q[:, :, i:i + chunk], k, v) for i in range(0, nq, chunk)],
