@@ -17,8 +17,8 @@ from .ops import DEFAULT_OPS
 # Off CUDA, above this many attention scores per call (B * heads * Nq * Nk), queries are processed in
 # chunks, so a backend without a fused kernel (the math fallback) never materialises more than ~1 GiB of
 # fp32 scores. The result is exact: softmax normalises over keys, which every chunk sees whole. On CUDA,
-# SDPA's fused kernels never materialise the scores, and chunking measured slower and hungrier (H200: x4
-# UNet forward 51 vs 45 ms, x4 VAE decode peak 5.4 vs 3.4 GiB; bench/results/x4_gpu.json), so one call.
+# SDPA's fused kernels never materialise the scores, so one call (H200, x4 UNet forward at a 256 latent:
+# 51.3 ms chunked vs 51.8 ms in one call, i.e. no cost either way; bench/results/x4_gpu*.json).
 MAX_SCORES_PER_CALL = 2**28
 
 
