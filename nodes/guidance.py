@@ -1,6 +1,10 @@
 """CFG Guider: model + positive + negative + scale + dynamic thresholding -> a guider for a sampler node."""
 from __future__ import annotations
 
+from dataclasses import replace
+
+from cascade_core.text import pad_chunks
+
 from ._comfy import io
 from .loaders import CATEGORY
 from .types import CONDITIONING, GUIDER, UNET, GuiderSpec, ModelHandle, TextConditioning
@@ -42,4 +46,6 @@ class CFGGuider(io.ComfyNode):
             if cond.embeds.shape[-1] != width:
                 raise ValueError(f"Cascade CFG Guider: the '{role}' embeddings are {cond.embeds.shape[-1]} wide but "
                                  f"this UNet takes {width}: encode with the T5 model that belongs to it.")
+        chunks = max(c.embeds.shape[1] for c in (positive, negative)) // positive.filler.shape[0]
+        positive, negative = (replace(c, embeds=pad_chunks(c.embeds, chunks, c.filler)) for c in (positive, negative))
         return io.NodeOutput(GuiderSpec(unet, positive, negative, cfg, threshold_percentile, threshold_max))

@@ -22,15 +22,18 @@ class T5Encode(io.ComfyNode):
                 io.Boolean.Input("clean_caption", default=False,
                                  tooltip="Apply DeepFloyd IF's caption cleaning (strips URLs, HTML, handles and "
                                          "punctuation noise). Text is always lower-cased, as IF does."),
+                io.Boolean.Input("long_prompt", default=False, optional=True,
+                                 tooltip="Encode every token of a prompt longer than 77 tokens, in chunks of 77 "
+                                         "(IF was trained on 77; off: the prompt is truncated with a warning)."),
             ],
             outputs=[CONDITIONING.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls, t5: ModelHandle, text: str, clean_caption: bool) -> io.NodeOutput:
+    def execute(cls, t5: ModelHandle, text: str, clean_caption: bool, long_prompt: bool = False) -> io.NodeOutput:
         def encode():
-            embeds, _ = t5.model.encode([text], clean_caption=clean_caption)
-            return embeds
+            embeds, _ = t5.model.encode([text], clean_caption=clean_caption, long_prompt=long_prompt)
+            return embeds, t5.model.filler()
 
-        embeds = memory.run_with_oom_retry(encode, [t5], "T5 Encode")
-        return io.NodeOutput(TextConditioning(embeds=embeds.cpu(), prompt=text, encoder=t5.name))
+        embeds, filler = memory.run_with_oom_retry(encode, [t5], "T5 Encode")
+        return io.NodeOutput(TextConditioning(embeds=embeds.cpu(), prompt=text, encoder=t5.name, filler=filler.cpu()))

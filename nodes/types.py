@@ -29,11 +29,13 @@ class ModelHandle:
 
 @dataclass(frozen=True)
 class TextConditioning:
-    """T5 embeddings [1, L, D] (CPU) of one prompt, with the prompt itself for messages."""
+    """T5 embeddings [1, L, D] (CPU) of one prompt, with the prompt itself for messages, and the embedding of
+    "" [77, D] that pads long prompts (L = 77 * chunks) to a common length for CFG."""
 
     embeds: torch.Tensor
     prompt: str
     encoder: str
+    filler: torch.Tensor
 
 
 @dataclass(frozen=True)

@@ -99,3 +99,19 @@ def test_chunking_prefers_word_starts():
     lengths = [sum(m) - 1 for m in packed.mask]
     assert lengths == [70, 70, 60] and all(len(s) == 77 for s in packed.ids)
     assert pack_chunks([], eos=1, pad=0).ids == [[1] + [0] * 76]
+
+
+def test_pad_chunks():
+    import pytest
+    import torch
+
+    from cascade_core.text import pad_chunks
+
+    filler = torch.randn(77, 8)
+    embeds = torch.randn(2, 77, 8)
+    padded = pad_chunks(embeds, 3, filler)
+    assert padded.shape == (2, 231, 8) and torch.equal(padded[:, :77], embeds)
+    assert torch.equal(padded[1, 154:], filler)
+    assert pad_chunks(padded, 3, filler) is padded
+    with pytest.raises(ValueError, match="cannot pad"):
+        pad_chunks(padded, 2, filler)

@@ -22,6 +22,7 @@ from .keys import NotT5Error
 from .loading import build_t5_encoder, load_text_encoder
 from .prompts import clean_caption, preprocess_prompt
 from .tokenizer import TokenizerNotFoundError
+from .tokens import pad_chunks
 
 __all__ = [
     "DEFAULT_CACHE",
@@ -34,5 +35,6 @@ __all__ = [
     "clean_caption",
     "clear_embedding_cache",
     "load_text_encoder",
+    "pad_chunks",
     "preprocess_prompt",
 ]

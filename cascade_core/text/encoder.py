@@ -156,6 +156,10 @@ class TextEncoder:
         embeds, _ = self._lookup([""], False, use_cache)[""]
         return embeds, torch.zeros(self.max_length, dtype=torch.long)
 
+    def filler(self) -> torch.Tensor:
+        """The chunk long prompts are padded with: the embedding of ``""``, ``[77, D]`` on ``self.device``."""
+        return self._filler(True)[0].to(self.device)
+
     def encode(
         self,
         prompts: Sequence[str] | str,

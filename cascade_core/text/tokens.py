@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["Packed", "pack_truncated", "pack_chunks", "WORD_LOOKBACK"]
+import torch
+
+__all__ = ["Packed", "pack_truncated", "pack_chunks", "pad_chunks", "WORD_LOOKBACK"]
 
 WORD_LOOKBACK = 16
 
@@ -77,3 +79,17 @@ def pack_chunks(
         start = end
         if start >= len(tokens):
             return Packed(ids, mask)
+
+
+def pad_chunks(embeds: torch.Tensor, chunks: int, filler: torch.Tensor) -> torch.Tensor:
+    """Pad long-prompt embeddings [B, 77*k, D] to [B, 77*chunks, D] with ``filler`` chunks [77, D] (the
+    embedding of ``""``), as :meth:`TextEncoder.encode` does within one call, so a positive and a negative
+    prompt encoded separately can share one CFG batch."""
+    size = filler.shape[0]
+    have = embeds.shape[1] // size
+    if embeds.shape[1] % size or have > chunks:
+        raise ValueError(f"cannot pad embeddings of {embeds.shape[1]} tokens to {chunks} chunks of {size}")
+    if have == chunks:
+        return embeds
+    pad = filler.to(embeds).expand(embeds.shape[0], -1, -1).repeat(1, chunks - have, 1)
+    return torch.cat([embeds, pad], dim=1)

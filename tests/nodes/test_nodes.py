@@ -129,3 +129,20 @@ def test_errors_name_node_input_and_fix(pack, chain):
     with pytest.raises(ValueError, match="Cascade CFG Guider: the 'positive' .* empty prompt"):
         CFGGuider.execute(unet=chain["base"], positive=empty, negative=chain["neg"], cfg=7.0,
                           threshold_percentile=0.95, threshold_max=1.5)
+
+
+def test_long_prompt_is_padded_for_cfg(pack, chain):
+    from pixel_cascade.nodes.guidance import CFGGuider
+    from pixel_cascade.nodes.sampling import Base64Sampler
+    from pixel_cascade.nodes.text import T5Encode
+
+    long_text = " ".join(["a red fox sitting in the snow at golden hour"] * 20)
+    pos = _out(T5Encode.execute(t5=chain["t5"], text=long_text, clean_caption=False, long_prompt=True))
+    assert pos.embeds.shape[1] > 77 and pos.embeds.shape[1] % 77 == 0
+    guider = _out(CFGGuider.execute(unet=chain["base"], positive=pos, negative=chain["neg"], cfg=7.0,
+                                    threshold_percentile=0.95, threshold_max=1.5))
+    assert guider.negative.embeds.shape == guider.positive.embeds.shape == pos.embeds.shape
+    assert torch.equal(guider.negative.embeds[0, 77:154], chain["neg"].filler)  # padded with the "" chunk
+    img = _out(Base64Sampler.execute(guider=guider, seed=0, steps=2, schedule="leading", sampler="ddpm", width=8,
+                                     height=8, batch_size=1))
+    assert img.shape == (1, 8, 8, 3)

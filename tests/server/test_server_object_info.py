@@ -29,6 +29,9 @@ def info(comfy) -> dict:
     return comfy.get("/object_info")
 
 
+OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"]}  # node id → optional inputs in order
+
+
 def _inputs(node: dict) -> dict:
     return {**node["input"].get("required", {}), **node["input"].get("optional", {})}
 
@@ -60,6 +63,7 @@ def test_every_input_of_every_node_has_a_tooltip(info):
 def test_cascade_node_inputs_in_order(info, name):
     required, outputs = CONTRACT[name]
     assert info[name]["input_order"]["required"] == required
+    assert info[name]["input_order"].get("optional", []) == OPTIONAL.get(name, [])
     assert info[name]["output"] == outputs
 
 
