@@ -9,7 +9,7 @@ from cascade_core.unet.loading import load_unet
 
 from . import memory, model_files
 from ._comfy import io, model_management
-from .types import T5, UNET, ModelHandle
+from .types import T5, UNET
 
 CATEGORY = "Pixel Cascade"
 UNET_DTYPES = ["default", "bfloat16", "float16", "float32"]
@@ -46,12 +46,12 @@ class UNetLoader(io.ComfyNode):
         load_device, offload = model_management.get_torch_device(), model_management.unet_offload_device()
         torch_dtype = memory.default_dtype(dtype, load_device)
 
-        def load() -> ModelHandle:
+        def build() -> tuple:
             unet = load_unet(path, device=offload, dtype=torch_dtype)
-            name = f"{unet_name} ({describe(unet.config.to_dict())})"
-            return memory.make_handle(unet, unet, name, torch_dtype, load_device=load_device, offload_device=offload)
+            return unet, unet, f"{unet_name} ({describe(unet.config.to_dict())})"
 
-        return io.NodeOutput(memory.load_cached("unet", path, (torch_dtype,), load))
+        return io.NodeOutput(memory.load_managed("unet", path, build, dtype=torch_dtype, load_device=load_device,
+                                                 offload_device=offload))
 
 
 class T5Loader(io.ComfyNode):
@@ -95,9 +95,9 @@ class T5Loader(io.ComfyNode):
             compute = torch.bfloat16
         weight_dtype = torch.float8_e4m3fn if fp8 else None
 
-        def load() -> ModelHandle:
+        def build() -> tuple:
             encoder = load_text_encoder(path, device=offload, dtype=compute, weight_dtype=weight_dtype)
-            return memory.make_handle(encoder, encoder.model, t5_name, compute, load_device=load_device,
-                                      offload_device=offload)
+            return encoder, encoder.model, t5_name
 
-        return io.NodeOutput(memory.load_cached("t5", path, (compute, weight_dtype, str(load_device)), load))
+        return io.NodeOutput(memory.load_managed("t5", path, build, dtype=compute, load_device=load_device,
+                                                 offload_device=offload, options=(weight_dtype,)))

@@ -32,23 +32,20 @@ def _identity(path: Path) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
-def load_cached(kind: str, path: Path, options: tuple, load: Callable[[], ModelHandle]) -> ModelHandle:
-    """Reuse a model already loaded from the same files with the same options, else load it."""
-    key = (kind, _identity(path), options)
+def load_managed(kind: str, path: Path, build: Callable[[], tuple], *, dtype: torch.dtype, load_device,
+                 offload_device, options: tuple = ()) -> ModelHandle:
+    """The model loaded from ``path`` under ComfyUI's memory manager, reused when the same files were already
+    loaded with the same dtype, devices and ``options``. ``build() -> (model, weights module, display name)``."""
+    key = (kind, _identity(path), dtype, str(load_device), str(offload_device), options)
     handle = _LOADED.get(key)
-    if handle is None:
-        handle = load()
-        _LOADED[key] = handle
-    else:
+    if handle is not None:
         logger.info("reusing loaded %s %s", kind, path.name)
-    return handle
-
-
-def make_handle(model, module: nn.Module, name: str, dtype: torch.dtype, *, load_device, offload_device) -> ModelHandle:
-    """Wrap ``module`` (the model's weights) in a ModelPatcher ComfyUI can load, offload and account for."""
+        return handle
+    model, module, name = build()
     patcher = ModelPatcher(ManagedModule(module, offload_device), load_device=load_device,
                            offload_device=offload_device)
-    return ModelHandle(model=model, patcher=patcher, name=name, dtype=dtype)
+    handle = _LOADED[key] = ModelHandle(model=model, patcher=patcher, name=name, dtype=dtype)
+    return handle
 
 
 def use(handles: list[ModelHandle]) -> None:

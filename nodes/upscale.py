@@ -51,15 +51,15 @@ class UpscalerLoader(io.ComfyNode):
         load_device, offload = model_management.get_torch_device(), model_management.unet_offload_device()
         torch_dtype = memory.default_dtype(dtype, load_device)
 
-        def load() -> ModelHandle:
+        def build() -> tuple:
             model = load_upscaler(path, device=offload, dtype=torch_dtype)
             parts = nn.ModuleDict({"unet": model.unet, "vae": model.vae})
             if model.text is not None:
                 parts["text"] = model.text.model
-            return memory.make_handle(model, parts, upscaler_name, torch_dtype, load_device=load_device,
-                                      offload_device=offload)
+            return model, parts, upscaler_name
 
-        return io.NodeOutput(memory.load_cached("upscaler", path, (torch_dtype,), load))
+        return io.NodeOutput(memory.load_managed("upscaler", path, build, dtype=torch_dtype, load_device=load_device,
+                                                 offload_device=offload))
 
 
 class SRUpsampler1024(io.ComfyNode):

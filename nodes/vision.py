@@ -25,12 +25,11 @@ def _load(kind: str, name: str, device: str, dtype: str, loader) -> ModelHandle:
     offload = torch.device("cpu") if device == "cpu" else model_management.unet_offload_device()
     torch_dtype = memory.default_dtype(dtype, load_device)
 
-    def load() -> ModelHandle:
+    def build() -> tuple:
         model = loader(path, device=offload, dtype=torch_dtype)
-        return memory.make_handle(model, model.model, name, torch_dtype, load_device=load_device,
-                                  offload_device=offload)
+        return model, model.model, name
 
-    return memory.load_cached(kind, path, (torch_dtype, str(load_device)), load)
+    return memory.load_managed(kind, path, build, dtype=torch_dtype, load_device=load_device, offload_device=offload)
 
 
 class _FolderLoader(io.ComfyNode):
