@@ -77,10 +77,13 @@ def schedule_sigmas(denoiser: DiscreteVPDenoiser, steps: int, schedule: str) -> 
     return stage_sigmas(denoiser, steps, spacing=schedule)
 
 
-def noise_augment(image: torch.Tensor, noise_level: int, alphas_cumprod: torch.Tensor,
+def noise_augment(image: torch.Tensor, noise_level: int | torch.Tensor, alphas_cumprod: torch.Tensor,
                   noise: torch.Tensor) -> torch.Tensor:
-    """q(x_n | x_0) at integer level n: sqrt(abar_n) * image + sqrt(1 - abar_n) * noise; image [B,C,H,W]."""
+    """q(x_n | x_0) at integer level n (one for all, or [B] levels, one per image): sqrt(abar_n) * image +
+    sqrt(1 - abar_n) * noise; image [B,C,H,W]."""
     abar = alphas_cumprod[noise_level].to(image.device)
+    if abar.ndim:
+        abar = abar.reshape(-1, *([1] * (image.ndim - 1)))
     return abar**0.5 * image + (1 - abar) ** 0.5 * noise
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 TEXT_DIM = 128  # d_model of the demo T5 (a multiple of 64: IF's pooled-text head takes text_dim / 64 heads)
 
 _IF = dict(
-    act_fn="gelu", norm_num_groups=16, norm_eps=1e-5, encoder_hid_dim=TEXT_DIM, encoder_hid_dim_type="text_proj",
+    act_fn="gelu", norm_num_groups=8, norm_eps=1e-5, encoder_hid_dim=TEXT_DIM, encoder_hid_dim_type="text_proj",
     addition_embed_type="text", addition_embed_type_num_heads=2, resnet_time_scale_shift="scale_shift",
     mid_block_type="UNetMidBlock2DSimpleCrossAttn", cross_attention_norm="group_norm", only_cross_attention=False,
     out_channels=6,
@@ -23,22 +23,23 @@ _SR = dict(
 
 BASE64 = dict(
     _IF, sample_size=64, in_channels=3,
-    down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D", "SimpleCrossAttnDownBlock2D"],
-    up_block_types=["SimpleCrossAttnUpBlock2D", "SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"],
-    block_out_channels=[64, 128, 192], layers_per_block=[1, 2, 2], attention_head_dim=32, cross_attention_dim=128,
+    down_block_types=["ResnetDownsampleBlock2D"] * 2 + ["SimpleCrossAttnDownBlock2D"] * 2,
+    up_block_types=["SimpleCrossAttnUpBlock2D"] * 2 + ["ResnetUpsampleBlock2D"] * 2,
+    block_out_channels=[16, 48, 96, 128], layers_per_block=[1, 1, 1, 1], attention_head_dim=32,
+    cross_attention_dim=128,
 )
 SR256 = dict(
     _SR, sample_size=256,
     down_block_types=["ResnetDownsampleBlock2D"] * 3 + ["SimpleCrossAttnDownBlock2D"],
     up_block_types=["SimpleCrossAttnUpBlock2D"] + ["ResnetUpsampleBlock2D"] * 3,
-    block_out_channels=[32, 48, 96, 128], layers_per_block=[1, 1, 2, 2], attention_head_dim=32,
+    block_out_channels=[16, 32, 64, 128], layers_per_block=[1, 1, 1, 2], attention_head_dim=32,
     cross_attention_dim=128, time_embedding_dim=128,
 )
 SR1024 = dict(
-    _SR, sample_size=1024, norm_num_groups=8,
+    _SR, sample_size=1024,
     down_block_types=["ResnetDownsampleBlock2D"] * 4 + ["SimpleCrossAttnDownBlock2D"],
     up_block_types=["SimpleCrossAttnUpBlock2D"] + ["ResnetUpsampleBlock2D"] * 4,
-    block_out_channels=[16, 24, 48, 96, 128], layers_per_block=[1, 1, 1, 2, 2], attention_head_dim=32,
+    block_out_channels=[8, 16, 32, 64, 128], layers_per_block=[1, 1, 1, 1, 2], attention_head_dim=32,
     only_cross_attention=True, cross_attention_dim=128, time_embedding_dim=128,
 )
 
