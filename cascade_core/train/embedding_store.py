@@ -1,6 +1,6 @@
 """Text embeddings computed once per (encoder, caption) and kept on disk, so training never runs T5 per step.
 
-Layout: ``<cache_dir>/<encoder key>/shard-00000.safetensors ...``; each shard maps ``sha1(caption)`` to the
+Layout: ``<cache_dir>/<encoder key>/shard-<time>-<pid>.safetensors ...``; each shard maps ``sha1(caption)`` to the
 caption's ``embeds [L, D]`` (float16; L = 77 for the IF encoders). The encoder key is a hash of the
 encoder's identity (its files, sizes and mtimes), so a retrained encoder never reads stale embeddings.
 Captions are encoded in a fixed order and batch size, so the stored values do not depend on which run
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,8 +79,8 @@ class EmbeddingStore:
         from safetensors.torch import save_file
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        index = len(list(self.folder.glob("shard-*.safetensors")))
-        final = self.folder / f"shard-{index:05d}.safetensors"
+        # a unique name per writer: concurrent runs (or DDP ranks) sharing a cache never overwrite each other
+        final = self.folder / f"shard-{time.time_ns():020d}-{os.getpid()}.safetensors"
         tmp = final.with_suffix(".tmp")
         save_file(tensors, str(tmp))
         os.replace(tmp, final)  # a shard is complete or absent, never torn
