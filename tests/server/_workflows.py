@@ -20,13 +20,21 @@ TEST_MODELS = {
     "git-large-coco/": REPO_GIT, "git-base-coco/": REPO_GIT,
     "clip-vit-large-patch14/": REPO_CLIP, "clip-vit-base-patch32/": REPO_CLIP,
     "stable-diffusion-x4-upscaler/": REPO_X4, "x4-upscaler-ema.safetensors": REPO_X4,
+    # the built-in demo models ship inside the pack (cascade_core/demo/models): used as they are
+    **{f"demo/{name}": f"demo/{name}" for name in ("t5", "base64", "sr256", "sr1024", "git", "clip")},
 }
+DEMO = "demo_cascade"  # the shipped demo workflow: runs on the demo models, not on micro checkpoints
 SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024")
 IMAGE_SINKS = ("SaveImage", "PreviewImage")
 
 
 def api_paths() -> list[Path]:
     return sorted(API_DIR.glob("*.json"))
+
+
+def micro_api_paths() -> list[Path]:
+    """The API workflows the micro checkpoints can stand in for (all but the demo's)."""
+    return [p for p in api_paths() if p.stem != DEMO]
 
 
 def ui_paths() -> list[Path]:

@@ -87,6 +87,21 @@ def test_model_dropdowns_list_the_model_folders(info):
     assert not {REPO_IF_II, FILE_UNET} & set(t5s), f"T5 dropdown offers files without a text encoder: {t5s}"
 
 
+def test_demo_models_come_first_in_the_dropdowns(info):
+    """The built-in demo models (inside the pack, nothing copied into ComfyUI/models) are every loader's default."""
+    from _demo_models import require_demo
+
+    require_demo()
+    first = {"PixelCascadeUNetLoader": ("unet_name", ["demo/base64", "demo/sr256", "demo/sr1024"]),
+             "PixelCascadeT5Loader": ("t5_name", ["demo/t5"]),
+             "PixelCascadeGITLoader": ("model_name", ["demo/git"]),
+             "PixelCascadeCLIPLoader": ("model_name", ["demo/clip"])}
+    for node, (name, demo) in first.items():
+        options = _options(_inputs(info[node])[name])
+        assert options[:len(demo)] == demo, f"{node}.{name}: {options}"
+        assert not [o for o in options[len(demo):] if o.startswith("demo/")], f"{node}.{name}: {options}"
+
+
 def test_template_browser_lists_only_the_ui_workflows(comfy):
     from _workflows import ui_paths
 

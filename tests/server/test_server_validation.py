@@ -73,3 +73,21 @@ def test_stage_three_refuses_bad_noise_level_and_an_if_model(comfy):
     errors = _rejected(comfy, graph)["node_errors"]["31"]  # an IF model cannot be wired into the x4 node
     assert [e["type"] for e in errors["errors"]] == ["return_type_mismatch"], errors
     assert errors["errors"][0]["extra_info"]["input_name"] == "upscaler"
+
+
+@pytest.mark.parametrize("wiring", ["neither", "both"])
+def test_stage_three_needs_exactly_one_of_upscaler_and_guider(comfy, wiring):
+    from _graphs import base_graph, empty_image, x4_graph
+
+    graph = x4_graph(empty_image(16, 16))
+    if wiring == "neither":
+        del graph["31"]["inputs"]["upscaler"]
+    else:
+        graph.update({k: v for k, v in base_graph().items() if k in ("1", "2", "3", "4", "5")})
+        graph["31"]["inputs"]["guider"] = ["5", 0]
+    errors = _rejected(comfy, graph)["node_errors"]["31"]
+    assert errors["class_type"] == "PixelCascadeSRUpsampler1024"
+    assert {e["type"] for e in errors["errors"]} == {"custom_validation_failed"}, errors
+    details = errors["errors"][0]["details"]
+    assert "SR Upsampler 1024" in details and "'upscaler'" in details and "'guider'" in details, details
+    assert ("neither is connected" if wiring == "neither" else "both are connected") in details, details

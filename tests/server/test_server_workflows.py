@@ -1,13 +1,13 @@
-"""Each shipped API workflow runs on a real server (micro models, fewer steps) through ``POST /prompt``:
-it succeeds, every image node saves PNGs of the expected size (64 → 256), and the websocket reports
-``progress`` for every sampling step of every sampler."""
+"""Each shipped API workflow (the demo's has test_server_demo.py) runs on a real server (micro models, fewer
+steps) through ``POST /prompt``: it succeeds, every image node saves PNGs of the expected size (64 → 256), and
+the websocket reports ``progress`` for every sampling step of every sampler."""
 from __future__ import annotations
 
 import io
 
 import pytest
 from _checkpoints import FILE_UNET, REPO_IF_I
-from _workflows import IMAGE_SINKS, SAMPLERS, api_paths, for_tests, image_size, load
+from _workflows import IMAGE_SINKS, SAMPLERS, api_paths, for_tests, image_size, load, micro_api_paths
 
 pytestmark = pytest.mark.server
 
@@ -39,7 +39,7 @@ def _png_size(comfy, image: dict) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("label,t5_name,base_unet", VARIANTS, ids=[v[0] for v in VARIANTS])
-@pytest.mark.parametrize("path", api_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", micro_api_paths(), ids=lambda p: p.stem)
 def test_shipped_workflow_runs(comfy, path, label, t5_name, base_unet):
     api = _swap_models(for_tests(load(path), steps=STEPS, prefix=f"{path.stem}-{label}"), t5_name, base_unet)
     run = comfy.run(api)

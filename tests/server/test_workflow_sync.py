@@ -71,3 +71,41 @@ def test_cascade_64_256_recipe():
     sinks = {n["class_type"]: n["inputs"]["images"][0] for n in api.values() if "images" in n["inputs"]}
     assert api[sinks["PreviewImage"]]["class_type"] == "PixelCascadeBase64Sampler"
     assert api[sinks["SaveImage"]]["class_type"] == "PixelCascadeSRUpsampler256"
+
+
+def test_demo_cascade_recipe():
+    """The shipped demo: demo models only, each stage's settings from cascade_core.demo.settings.STAGES, the
+    guider wiring of SR Upsampler 1024, the three stages saved, and the caption / similarity of the final image."""
+    from cascade_core.demo.settings import DEFAULT_PROMPT, NEGATIVE_PROMPT, STAGES
+
+    api = load(API_DIR / "demo_cascade.json")
+    stages = dict(zip(STAGES, SAMPLERS))  # base64, sr256, sr1024 in cascade order
+    for name, sampler_type in stages.items():
+        sampler, guider, unet = _stage(api, sampler_type)
+        want = STAGES[name]
+        assert unet["unet_name"] == f"demo/{name}"
+        assert (guider["cfg"], guider["threshold_percentile"], guider["threshold_max"]) == \
+            (want.guidance, want.threshold_percentile, want.threshold_max), name
+        assert (sampler["steps"], sampler["sampler"], sampler["seed"]) == (want.steps, want.sampler, 0), name
+        if "schedule" in sampler:
+            assert sampler["schedule"] == want.schedule, name
+        if name != "base64":
+            assert sampler["noise_level"] == want.noise_level, name
+    sr1024 = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeSRUpsampler1024")
+    assert "upscaler" not in sr1024 and api[sr1024["image"][0]]["class_type"] == "PixelCascadeSRUpsampler256"
+    models = {n["inputs"][k] for n in api.values() for k in ("t5_name", "model_name") if k in n["inputs"]}
+    assert models == {"demo/t5", "demo/git", "demo/clip"}
+    prompt_id = next(i for i, n in api.items() if n["class_type"] == "PrimitiveStringMultiline")
+    assert api[prompt_id]["inputs"]["value"] == DEFAULT_PROMPT
+    encoders = {n["inputs"]["text"] if isinstance(n["inputs"]["text"], str) else "<prompt>"
+                for n in api.values() if n["class_type"] == "PixelCascadeT5Encode"}
+    assert encoders == {"<prompt>", NEGATIVE_PROMPT}
+    saves = {n["inputs"]["filename_prefix"]: api[n["inputs"]["images"][0]]["class_type"] for n in api.values()
+             if n["class_type"] == "SaveImage"}
+    assert saves == {"PixelCascade/demo_64": SAMPLERS[0], "PixelCascade/demo_256": SAMPLERS[1],
+                     "PixelCascade/demo_1024": SAMPLERS[2]}
+    for kind in ("PixelCascadeGITCaption", "PixelCascadeEmbeddingSimilarity"):
+        node = next(n["inputs"] for n in api.values() if n["class_type"] == kind)
+        assert api[node["image"][0]]["class_type"] == SAMPLERS[2], kind
+    similarity = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeEmbeddingSimilarity")
+    assert similarity["texts"] == [prompt_id, 0]

@@ -1,7 +1,8 @@
 // Load a UI workflow into ComfyUI's real frontend and report what the frontend made of it (JSON on stdout's
 // last line): nodes (type, registered, has_errors), visible dialogs, graphToPrompt()'s API prompt, console
 // and network problems. Saves a screenshot. With RUN_STEPS=n it then sets every 'steps' widget to n, presses
-// Run (app.queuePrompt), waits for the server's verdict and saves a second screenshot (<shot>_run.png).
+// Run (app.queuePrompt), waits for the server's verdict (RUN_TIMEOUT_S, default 120) and saves a second
+// screenshot (<shot>_run.png).
 // Driven by tests/server/test_browser_workflows.py.
 //
 //   COMFY_URL=... NODE_PATH=<dir with playwright-core> [RUN_STEPS=n] node ui_check.js <ui.json> <screenshot.png>
@@ -16,7 +17,8 @@ async function runFromUi(page, steps, shot) {
     for (const n of window.app.graph._nodes) for (const w of n.widgets || []) if (w.name === 'steps') w.value = steps;
     await window.app.queuePrompt(0, 1);
   }, steps);
-  for (let i = 0; i < 600; i++) {
+  const polls = Number(process.env.RUN_TIMEOUT_S || 120) * 5;
+  for (let i = 0; i < polls; i++) {
     await page.waitForTimeout(200);
     const history = await (await fetch(base + '/history')).json();
     const id = Object.keys(history).find(k => !before.has(k) && history[k].status && history[k].status.completed !== undefined);
