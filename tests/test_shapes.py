@@ -17,10 +17,12 @@ from cascade_core.train.shapes import (
     SIZES,
     Scene,
     caption,
+    contrasts,
     is_held_out,
     random_scene,
     render,
     scene_from_caption,
+    stripes_keep_color,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -56,12 +58,23 @@ def test_background_and_detail_differ_from_shape_colour():
         for seed in range(1500):
             s = random_scene(seed, split)
             assert BACKGROUNDS[s.background] != COLORS[s.color]
+            assert (s.color, s.background) != ("white", "beige")
+            if s.stripes is not None:
+                assert stripes_keep_color(s.color, s.background, s.stripes)
             detail = s.outline or s.stripes
             kinds["outline" if s.outline else "stripes" if s.stripes else "none"] += 1
             if detail is not None:
                 assert COLORS[detail] not in (COLORS[s.color], BACKGROUNDS[s.background])
     for kind in ("outline", "stripes", "none"):
         assert 0.28 < kinds[kind] / 3000 < 0.39
+
+
+def test_stripe_colours_exist_for_every_pair():
+    for color in COLORS:
+        for bg in BACKGROUNDS:
+            if contrasts(color, bg):
+                assert sum(stripes_keep_color(color, bg, s) for s in COLORS
+                           if COLORS[s] not in (COLORS[color], BACKGROUNDS[bg])) >= 3
 
 
 def test_held_out_split():

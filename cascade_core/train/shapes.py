@@ -1,7 +1,8 @@
 """Procedural shapes dataset: one coloured shape on a plain background, rendered at any resolution from a seed.
 
 The attributes are fixed (an independent checker, ``cascade_core.demo.oracle``, relies on them): eight colours,
-four shapes, two sizes, five positions and four backgrounds. About a third of the scenes carry a thin outline and
+four shapes, two sizes, five positions and four backgrounds (never the shape's own colour; white shapes not on
+beige either, too faint). About a third of the scenes carry a thin outline and
 a third thin stripes in another named colour: detail only the super-resolution stages can resolve (the outline is
 1/100 of the side wide, the stripes have a period of 1/16 of the side and are averaged away at 64 px).
 
@@ -36,7 +37,8 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 
 OUTLINE_WIDTH = 0.01  # fraction of the side
 STRIPE_PERIOD = 1 / 16  # fraction of the side
-STRIPE_DUTY = 0.25  # stripe width / period
+STRIPE_DUTY = 0.2  # stripe width / period
+MIN_CONTRAST = 76.0  # least RGB distance (0..255 units) between a shape's colour and its background
 POSITION_JITTER = 0.025  # max |offset| of the centre, fraction of the side
 SIZE_JITTER = 0.02  # max |change| of the bounding-box side, fraction of the side
 
@@ -98,11 +100,36 @@ def random_scene(seed: int, split: str = "train") -> Scene:
             if (color, shape, position) not in HELD_OUT:
                 break
     size = rng.choice(list(SIZES))
-    background = rng.choice([b for b, rgb in BACKGROUNDS.items() if rgb != COLORS[color]])
+    background = rng.choice([b for b in BACKGROUNDS if contrasts(color, b)])
+    kind = rng.randrange(3)
     detail_colors = [c for c, rgb in COLORS.items() if rgb not in (COLORS[color], BACKGROUNDS[background])]
-    kind, detail = rng.randrange(3), rng.choice(detail_colors)
+    if kind == 2:
+        detail_colors = [c for c in detail_colors if stripes_keep_color(color, background, c)]
+    detail = rng.choice(detail_colors)
     return Scene(color, shape, size, position, background, outline=detail if kind == 1 else None,
                  stripes=detail if kind == 2 else None, jitter=rng.randrange(1, 2**31))
+
+
+def _rgbf(c: tuple[int, int, int]) -> tuple[float, ...]:
+    return tuple(float(v) for v in c)
+
+
+def contrasts(color: str, background: str) -> bool:
+    """Whether a ``color`` shape may sit on ``background``: their RGB distance is at least MIN_CONTRAST (this
+    excludes the shape's own colour and white on beige)."""
+    return math.dist(_rgbf(COLORS[color]), _rgbf(BACKGROUNDS[background])) >= MIN_CONTRAST
+
+
+def stripes_keep_color(color: str, background: str, stripes: str) -> bool:
+    """Whether ``stripes`` on a ``color`` shape keep its area-averaged colour (what a 64 px render shows) clearly
+    nearest to ``color`` (1.3x closer than to any other named colour) and at least 3/4 of the way from the
+    background to ``color`` (projected on that line). random_scene only draws stripe colours that pass."""
+    c, s, b = _rgbf(COLORS[color]), _rgbf(COLORS[stripes]), _rgbf(BACKGROUNDS[background])
+    mix = tuple(ci + (si - ci) * STRIPE_DUTY for ci, si in zip(c, s))
+    to_color = math.dist(mix, c)
+    others = min(math.dist(mix, _rgbf(v)) for k, v in COLORS.items() if COLORS[k] != COLORS[color])
+    along = sum((m - bi) * (ci - bi) for m, bi, ci in zip(mix, b, c)) / sum((ci - bi) ** 2 for ci, bi in zip(c, b))
+    return others >= 1.3 * to_color and along >= 0.75
 
 
 # ---------------------------------------------------------------------------------------------- captions
