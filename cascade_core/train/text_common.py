@@ -1,0 +1,110 @@
+"""Shared pieces of the demo text-model trainers (T5, GIT, CLIP): seeding, captions, renders, progress, saving.
+
+The three trainers (:mod:`.t5_pretrain`, :mod:`.git_train`, :mod:`.clip_train`) draw their data from the
+procedural shapes dataset (:mod:`.shapes`): scene ``i`` of a split is ``random_scene(seed + i, split)``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from . import shapes
+
+__all__ = ["Progress", "seed_everything", "scenes", "all_phrasings", "render_batch", "save_half", "write_json",
+           "caption_words", "cosine_lr", "HELDOUT_OFFSET"]
+
+log = logging.getLogger(__name__)
+
+HELDOUT_OFFSET = 10_000_000  # held-out scenes are drawn from seeds far from the training seeds
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    """Seed Python, NumPy and torch, and use ``threads`` CPU threads (deterministic CPU training)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def scenes(count: int, seed: int, split: str = "train") -> list[shapes.Scene]:
+    """``count`` scenes of ``split``: ``random_scene(seed + i, split)`` (held-out ones from far seeds)."""
+    base = seed + (HELDOUT_OFFSET if split == "heldout" else 0)
+    return [shapes.random_scene(base + i, split) for i in range(count)]
+
+
+def all_phrasings(scene: shapes.Scene) -> list[str]:
+    """Every phrasing of ``scene``'s caption (``NUM_PHRASINGS`` strings)."""
+    return [shapes.caption(scene, p) for p in range(shapes.NUM_PHRASINGS)]
+
+
+def caption_words(texts: Iterable[str]) -> list[str]:
+    """The distinct lowercase words (punctuation split off) of ``texts``, sorted."""
+    words: set[str] = set()
+    for text in texts:
+        for punct in ",.;:!?":
+            text = text.replace(punct, f" {punct} ")
+        words.update(text.lower().split())
+    return sorted(words)
+
+
+def render_batch(items: Sequence[shapes.Scene], size: int) -> torch.Tensor:
+    """Renders of ``items`` as uint8 ``[N, 3, size, size]`` (compact to keep many in memory)."""
+    out = torch.empty(len(items), 3, size, size, dtype=torch.uint8)
+    for i, scene in enumerate(items):
+        out[i] = (shapes.render(scene, size).clamp(0, 1) * 255).round().to(torch.uint8)
+    return out
+
+
+def save_half(model: torch.nn.Module, folder: Path) -> None:
+    """``save_pretrained`` with float16 weights (the pack's loaders cast to their compute dtype)."""
+    model.half().save_pretrained(str(folder), safe_serialization=True)
+    model.float()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+
+
+class Progress:
+    """A plain progress line every ``every`` steps: step/total, loss (running mean), items/s, elapsed."""
+
+    def __init__(self, name: str, total: int, every: int = 50):
+        self.name, self.total, self.every = name, total, max(1, every)
+        self.start = self.last = time.perf_counter()
+        self.items = 0
+        self.losses: list[float] = []
+        self.history: list[tuple[int, float]] = []  # (step, mean loss of the window)
+
+    def update(self, step: int, loss: float, items: int) -> None:
+        """Record one step (1-based ``step``) of ``items`` examples with ``loss``; log every ``every`` steps."""
+        self.losses.append(loss)
+        self.items += items
+        if step % self.every and step != self.total:
+            return
+        now = time.perf_counter()
+        mean = sum(self.losses) / len(self.losses)
+        self.history.append((step, mean))
+        log.info("%s step %d/%d  loss %.4f  %.1f items/s  %.0f s", self.name, step, self.total, mean,
+                 self.items / max(now - self.last, 1e-9), now - self.start)
+        self.losses, self.items, self.last = [], 0, now
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def cosine_lr(step: int, total: int, warmup: int) -> float:
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 10 % at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, t)))
