@@ -29,7 +29,7 @@ from . import shapes
 from .caption_vocab import CLIP_BOS, CLIP_EOS, one_attribute_variants, write_clip_bpe
 from .git_train import normalise, preprocessor_config
 from .text_common import (Progress, all_phrasings, cosine_lr, render_batch, save_half, scenes, seed_everything,
-                          write_json)
+                          sincos_positions, write_json)
 
 __all__ = ["ClipTrainConfig", "run", "retrieval_accuracy"]
 
@@ -43,9 +43,10 @@ class ClipTrainConfig:
     kind: str = "clip"
     output_dir: str = "cascade_core/demo/models/clip"
     seed: int = 0
-    steps: int = 800
+    steps: int = 1000
     batch_size: int = 32
-    hard_negatives: int = 3  # one-attribute-different captions per image
+    hard_negatives: int = 3  # one-attribute-different captions per image, attributes drawn from:
+    negative_attributes: str = "color,shape,size,position,background"  # without replacement (repeats allowed)
     lr: float = 1e-3
     warmup: int = 50
     weight_decay: float = 0.05
@@ -54,6 +55,7 @@ class ClipTrainConfig:
     train_scenes: int = 4000
     image_size: int = 64
     patch_size: int = 8
+    sincos_init: bool = True  # 2-D sin-cos initial vision position embeddings (text_common.sincos_positions)
     hidden_size: int = 128
     vision_layers: int = 2
     text_layers: int = 2
@@ -158,10 +160,16 @@ def run(config: ClipTrainConfig) -> Path:
 
     torch.manual_seed(config.seed)
     model = CLIPModel(_clip_config(config, vocab)).train()
+    if config.sincos_init:
+        sincos_positions(model.vision_model.embeddings)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     pyrng = random.Random(config.seed)
     progress = Progress("clip", config.steps, config.log_every)
+    pool = [a.strip() for a in config.negative_attributes.split(",") if a.strip()]
+    if len(pool) < config.hard_negatives:
+        raise ValueError(f"hard_negatives={config.hard_negatives} needs at least as many negative_attributes, "
+                         f"got {pool}")
     for step in range(config.steps):
         for group in opt.param_groups:
             group["lr"] = config.lr * cosine_lr(step, config.steps, config.warmup)
@@ -170,7 +178,7 @@ def run(config: ClipTrainConfig) -> Path:
         captions = [shapes.caption(s, int(rng.integers(shapes.NUM_PHRASINGS))) for s in batch]
         negatives = []
         for s in batch:
-            attrs = pyrng.sample(["color", "shape", "size", "position", "background"], config.hard_negatives)
+            attrs = pyrng.sample(pool, config.hard_negatives)
             negatives += [shapes.caption(v, int(rng.integers(shapes.NUM_PHRASINGS)))
                           for v in one_attribute_variants(s, pyrng, attrs)]
         loss = _loss(model, normalise(images[torch.from_numpy(pick)]), texts.batch(captions + negatives),

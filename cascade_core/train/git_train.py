@@ -22,7 +22,7 @@ import torch
 from . import shapes
 from .caption_vocab import write_wordpiece_vocab
 from .text_common import (Progress, all_phrasings, cosine_lr, render_batch, save_half, scenes, seed_everything,
-                          write_json)
+                          sincos_positions, write_json)
 
 __all__ = ["GitTrainConfig", "run", "caption_accuracy", "preprocessor_config", "CLIP_MEAN", "CLIP_STD"]
 
@@ -49,6 +49,7 @@ class GitTrainConfig:
     train_scenes: int = 4000  # distinct train-split scenes rendered once and cycled through
     image_size: int = 64
     patch_size: int = 8
+    sincos_init: bool = False  # 2-D sin-cos initial vision position embeddings (text_common.sincos_positions)
     hidden_size: int = 128
     vision_layers: int = 2
     text_layers: int = 2
@@ -144,6 +145,8 @@ def run(config: GitTrainConfig) -> Path:
 
     torch.manual_seed(config.seed)
     model = GitForCausalLM(_git_config(config, vocab)).train()
+    if config.sincos_init:
+        sincos_positions(model.git.image_encoder.vision_model.embeddings)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     progress = Progress("git", config.steps, config.log_every)
