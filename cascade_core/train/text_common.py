@@ -18,7 +18,7 @@ import torch
 from . import shapes
 
 __all__ = ["Progress", "seed_everything", "scenes", "all_phrasings", "render_batch", "save_half", "write_json",
-           "caption_words", "cosine_lr", "HELDOUT_OFFSET"]
+           "caption_words", "cosine_lr", "sincos_positions", "HELDOUT_OFFSET"]
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +108,25 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
         return (step + 1) / warmup
     t = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(1.0, t)))
+
+
+def sincos_positions(embeddings: torch.nn.Module, scale: float = 0.5) -> None:
+    """Initialise a ViT ``embeddings.position_embedding`` (``[1 + g·g, D]``, class token first) as 2-D sin-cos.
+
+    transformers initialises it with std 0.02, about 20× weaker than the patch contents, and a tiny model
+    then takes thousands of steps to learn *where* things are (position words stay at chance). Fixed 2-D
+    sin-cos codes (MAE, He et al. 2022) of amplitude ``scale`` make position readable from the start;
+    they remain trainable.
+    """
+    weight = embeddings.position_embedding.weight
+    count, dim = weight.shape
+    grid = int(round((count - 1) ** 0.5))
+    if grid * grid != count - 1 or dim % 4:
+        raise ValueError(f"position embedding {tuple(weight.shape)} is not [1 + g*g, 4k]")
+    freqs = 1.0 / (100.0 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)))
+    coords = torch.arange(grid, dtype=torch.float32)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    parts = [f(c.reshape(-1, 1) * freqs) for c in (yy, xx) for f in (torch.sin, torch.cos)]
+    with torch.no_grad():
+        weight[0].zero_()
+        weight[1:] = scale * torch.cat(parts, dim=1)
