@@ -29,6 +29,7 @@ The bench calls the SR stages through ``upsample256(images64, prompts, seed)`` a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -254,7 +255,7 @@ def _demo_function(name: str, root: Path, folders: tuple[str, ...]) -> Callable:
 
 def run(*, generate: Generate | None = None, up256: Callable | None = None, up1024: Callable | None = None,
         prompts: int = 48, seeds: int = 3, steps: int | None = None, batch: int = 16, device: str | None = None,
-        root: Path | None = None) -> dict:
+        root: Path | None = None, prompts_1024: int = 16) -> dict:
     """Run every section (those that cannot run give null + a reason) -> the results dict."""
     t0 = time.perf_counter()
     root = Path(root) if root is not None else demo_dir()
@@ -275,12 +276,25 @@ def run(*, generate: Generate | None = None, up256: Callable | None = None, up10
     def gen_fn() -> Generate:
         return generate if generate is not None else _demo_function("generate", root, g_folders)
 
-    section(METRICS[:8], lambda: section_generation(gen_fn(), scenes, seeds, steps, None, batch, device))
+    def gen64_fn() -> Generate:
+        if generate is not None:
+            return generate
+        _demo_function("generate", root, g_folders)
+        from cascade_core.demo.pipeline import generate as pipeline_generate
+
+        return functools.partial(pipeline_generate, up_to=64)
+
+    # the 64 px scores on every prompt and seed; the 1024 px scores (a whole cascade each) on a subset
+    section(METRICS[:4], lambda: section_generation(gen64_fn(), scenes, seeds, steps, None, batch, device,
+                                                    with_1024=False))
+    sub = scenes[:prompts_1024]
+    section(METRICS[4:8], lambda: {k: v for k, v in section_generation(gen_fn(), sub, 1, steps, None, batch,
+                                                                        device).items() if k.endswith("_1024")})
 
     def sr() -> dict[str, tuple]:
         if up256 is None or up1024 is None:
             _demo_function("upscale", root, ("t5", "sr256", "sr1024"))
-        return section_sr(up256 or upsample256, up1024 or upsample1024, scenes, seeds, batch)
+        return section_sr(up256 or upsample256, up1024 or upsample1024, scenes[:prompts_1024], 1, batch)
 
     section(["sr256_gain_db", "sr1024_gain_db"], sr)
 
@@ -296,14 +310,15 @@ def run(*, generate: Generate | None = None, up256: Callable | None = None, up10
     section(["retrieval_top1"], retrieval_section)
 
     def no_cfg() -> dict[str, tuple]:
-        scores = section_generation(gen_fn(), scenes, seeds, steps, 1.0, batch, device, with_1024=False)
+        scores = section_generation(gen64_fn(), scenes, seeds, steps, 1.0, batch, device, with_1024=False)
         values["no_cfg"] = {k: hits / n for k, (hits, n) in scores.items()}
         return {}
 
     section(["no_cfg"], no_cfg)
     if values["no_cfg"] is not None:
         counts["no_cfg"] = len(scenes) * seeds
-    settings = {"prompts": prompts, "seeds": seeds, "steps": steps, "batch": batch, "device": device,
+    settings = {"prompts": prompts, "seeds": seeds, "prompts_1024": prompts_1024, "steps": steps, "batch": batch,
+                "device": device,
                 "demo_dir": str(root)}
     return {**values, "machine": machine(), "seconds": round(time.perf_counter() - t0, 2), "counts": counts,
             "skipped": skipped, "settings": settings}
@@ -331,6 +346,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--seeds", type=int, default=None, help="seeds per prompt (default 3; --quick: 1)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps of every stage (default: the demo's)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run: 8 prompts, 1 seed")
+    p.add_argument("--prompts-1024", type=int, default=None,
+                   help="prompts (1 seed) for the 1024 px scores and the SR gains, each a whole cascade (default 16; "
+                        "--quick: 4)")
     p.add_argument("--batch", type=int, default=16, help="prompts per generate call")
     p.add_argument("--device", default=None, help="torch device for the models (default: the demo's choice)")
     p.add_argument("--demo-dir", type=Path, default=None, help="demo model folder (default cascade_core.demo.DEMO_DIR)")
@@ -338,8 +356,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     prompts = args.prompts if args.prompts is not None else (8 if args.quick else 48)
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    p1024 = args.prompts_1024 if args.prompts_1024 is not None else (4 if args.quick else 16)
     result = run(prompts=prompts, seeds=seeds, steps=args.steps, batch=args.batch, device=args.device,
-                 root=args.demo_dir)
+                 root=args.demo_dir, prompts_1024=min(p1024, prompts))
     print(table(result))
     print(f"{result['seconds']} s on {result['machine']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -78,12 +78,16 @@ def _encode(models: dict, prompts: list[str]) -> tuple[torch.Tensor, torch.Tenso
 
 
 @torch.inference_mode()
-def generate(prompts, *, seed: int = 0, guidance: float | None = None, steps=None, device=None) -> dict:
+def generate(prompts, *, seed: int = 0, guidance: float | None = None, steps=None, device=None,
+             up_to: int = 1024) -> dict:
+    """The cascade's outputs ``{size: [B, size, size, 3]}`` for the stages up to ``up_to`` (64, 256 or 1024)."""
+    if up_to not in STAGE_OF_SIZE:
+        raise ValueError(f"up_to must be one of {sorted(STAGE_OF_SIZE)}, got {up_to!r}")
     prompts = _prompts(prompts)
     models = demo_models(device)
     positive, negative = _encode(models, prompts)
     out, low = {}, None
-    for size in (64, 256, 1024):
+    for size in [s for s in STAGE_OF_SIZE if s <= up_to]:
         low = _run(models, size, positive, negative, low, seed=seed, guidance=guidance, steps=steps)
         out[size] = pixels_to_images(low)
     return out
