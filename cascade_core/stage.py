@@ -41,10 +41,13 @@ class SuperResolutionInput(nn.Module):
 
 
 def unet_denoiser(unet: nn.Module, *, schedule: str = "cosine", num_train_timesteps: int = 1000,
-                  prediction: str = "epsilon", alphas_cumprod: torch.Tensor | None = None) -> DiscreteVPDenoiser:
+                  prediction: str | None = None, alphas_cumprod: torch.Tensor | None = None) -> DiscreteVPDenoiser:
     """Wrap a UNet as a sigma-space denoiser (learned variance when it outputs 2x the image channels).
 
-    SR UNets take the 3-channel low-res image concatenated to x; ``alphas_cumprod`` overrides ``schedule``."""
+    SR UNets take the 3-channel low-res image concatenated to x; ``alphas_cumprod`` overrides ``schedule``;
+    ``prediction`` defaults to the UNet's ``prediction_type`` (epsilon for IF)."""
+    if prediction is None:
+        prediction = getattr(unet, "prediction_type", "epsilon")
     config = unet.config
     image_channels = config.in_channels - 3 if config.is_super_resolution else config.in_channels
     model = SuperResolutionInput(unet) if config.is_super_resolution else unet

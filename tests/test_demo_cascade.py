@@ -1,18 +1,10 @@
 """The shipped demo cascade end to end on the CPU (few SR steps), judged by the procedural oracle."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
-from cascade_core.demo import DEMO_DIR
-
-NEEDED = ("t5", "base64", "sr256", "sr1024")
-if not all((DEMO_DIR / n).is_dir() for n in NEEDED):
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"demo models missing in {DEMO_DIR}: they ship with the pack")
-    pytest.skip(f"demo models not in {DEMO_DIR}", allow_module_level=True)
+from _demo_models import require_demo
 
 # in-distribution and held-out attribute combinations (see cascade_core.train.shapes.HELD_OUT)
 PROMPTS = [
@@ -23,8 +15,13 @@ PROMPTS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def demo_models():
+    require_demo("t5", "base64", "sr256", "sr1024")
+
+
 @pytest.fixture(scope="module")
-def cascade():
+def cascade(demo_models):
     from cascade_core.demo import generate
 
     return generate(PROMPTS, seed=0, steps={256: 2, 1024: 1})

@@ -89,3 +89,26 @@ def test_config_errors_name_the_field(tmp_path):
         UNetTrainConfig(loss="l1")
     with pytest.raises(ValueError, match="unknown UNet training config keys"):
         UNetTrainConfig.from_dict({"stepz": 3})
+
+
+def test_v_prediction_is_recorded_and_read_back(t5, tmp_path, one_torch_thread):
+    from cascade_core import load_unet
+    from cascade_core.stage import unet_denoiser
+
+    out = run(train_config(tmp_path, t5, prediction="v_prediction", steps=1))
+    scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert scheduler["prediction_type"] == "v_prediction" and scheduler["variance_type"] == "learned_range"
+    unet = load_unet(out)
+    assert unet.prediction_type == "v_prediction"
+    assert unet_denoiser(unet).prediction == "v_prediction"
+
+
+def test_v_target_and_epsilon_recovery_agree():
+    from cascade_core.train.losses import epsilon_from, prediction_target
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, 4, 4, generator=g), torch.randn(2, 3, 4, 4, generator=g)
+    ac = torch.tensor([0.3, 0.9]).reshape(-1, 1, 1, 1)
+    x_t = ac.sqrt() * x0 + (1 - ac).sqrt() * eps
+    v = prediction_target("v_prediction", eps, x0, ac)
+    assert torch.allclose(epsilon_from("v_prediction", v, x_t, ac), eps, atol=1e-6)

@@ -57,8 +57,25 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict |
     _atomic(path, lambda p: save_file(contiguous, str(p), metadata=metadata))
 
 
-def save_model_folder(output_dir: Path, config: dict, weights: dict[str, torch.Tensor], dtype: str) -> Path:
-    """Write ``<output_dir>/unet/`` (diffusers layout) with ``weights`` cast to ``dtype``; returns the folder."""
+_BETA_SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear", "scaled_linear": "scaled_linear"}
+
+
+def scheduler_config(schedule: str, prediction: str, learned_variance: bool) -> dict:
+    """A diffusers ``DDPMScheduler`` config naming how the model was trained (as IF repos ship one)."""
+    return {"_class_name": "DDPMScheduler", "num_train_timesteps": 1000,
+            "beta_schedule": _BETA_SCHEDULES.get(schedule, schedule), "prediction_type": prediction,
+            "variance_type": "learned_range" if learned_variance else "fixed_small", "clip_sample": False,
+            "thresholding": True, "dynamic_thresholding_ratio": 0.95, "sample_max_value": 1.5}
+
+
+def save_model_folder(output_dir: Path, config: dict, weights: dict[str, torch.Tensor], dtype: str, *,
+                      scheduler: dict | None = None) -> Path:
+    """Write ``<output_dir>/unet/`` (diffusers layout) with ``weights`` cast to ``dtype`` and, if given,
+    ``<output_dir>/scheduler/scheduler_config.json``; returns the unet folder."""
+    if scheduler is not None:
+        (output_dir / "scheduler").mkdir(parents=True, exist_ok=True)
+        _atomic(output_dir / "scheduler" / "scheduler_config.json",
+                lambda p: p.write_text(json.dumps(scheduler, indent=2) + "\n", encoding="utf-8"))
     folder = output_dir / "unet"
     folder.mkdir(parents=True, exist_ok=True)
     cast = {k: (v.to(_DTYPES[dtype]) if v.is_floating_point() else v) for k, v in weights.items()}

@@ -24,7 +24,8 @@ class UNetTrainConfig:
     folder of images with same-name ``.txt`` captions. ``resolution``: the stage's output size (64 base,
     256 / 1024 SR); SR stages see ``resolution // 4`` inputs and train on ``crop``-pixel crops (0: full image).
     ``noise_aug_max``: SR noise-conditioning augmentation, a level drawn uniformly in [0, noise_aug_max) per
-    sample. ``loss``: ``learned_variance`` (IF's hybrid objective) or ``epsilon``. ``precision``: ``fp32``,
+    sample. ``loss``: ``learned_variance`` (IF's hybrid objective) or ``epsilon`` (plain MSE); ``prediction``: what the
+    network predicts, ``epsilon`` (IF) or ``v_prediction`` (default: epsilon, or ``init_from``'s own). ``precision``: ``fp32``,
     ``bf16`` or ``fp16`` autocast (GPU; the CPU always trains in fp32).
     """
 
@@ -39,6 +40,7 @@ class UNetTrainConfig:
     noise_aug_max: int = 500
     cfg_dropout: float = 0.1
     loss: str = "learned_variance"
+    prediction: str | None = None
     schedule: str = "cosine"
     steps: int = 2000
     batch_size: int = 32
@@ -62,6 +64,8 @@ class UNetTrainConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("learned_variance", "epsilon"):
             raise ValueError(f"config 'loss' must be 'learned_variance' or 'epsilon', got {self.loss!r}")
+        if self.prediction not in (None, "epsilon", "v_prediction"):
+            raise ValueError(f"config 'prediction' must be 'epsilon' or 'v_prediction', got {self.prediction!r}")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"config 'precision' must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.save_dtype not in ("float16", "bfloat16", "float32"):

@@ -1,4 +1,5 @@
-"""Training objectives of the cascade UNets: plain epsilon MSE, and IF's learned-variance hybrid objective.
+"""Training objectives of the cascade UNets: plain MSE, and IF's learned-variance hybrid objective, for
+epsilon- or v-prediction networks.
 
 The hybrid objective is Nichol & Dhariwal 2021 ("Improved DDPM", eq. 16): ``L_simple + L_vlb``, where the
 variational bound term trains only the variance half of the output (the epsilon half is detached for it, so
@@ -12,7 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["LOSSES", "epsilon_loss", "learned_variance_loss", "normal_kl", "discretized_gaussian_nll"]
+__all__ = ["LOSSES", "epsilon_loss", "learned_variance_loss", "normal_kl", "discretized_gaussian_nll",
+           "prediction_target", "epsilon_from"]
 
 
 def normal_kl(mean1: Tensor, logvar1: Tensor, mean2: Tensor, logvar2: Tensor) -> Tensor:
@@ -42,26 +44,48 @@ def _per_sample_mean(x: Tensor) -> Tensor:
     return x.flatten(1).mean(dim=1)
 
 
-def epsilon_loss(output: Tensor, noise: Tensor, **_) -> Tensor:
-    """Mean squared error of the predicted noise: output [B, C or 2C, H, W] (first C channels), noise [B, C, H, W]
+def _ac(alphas_cumprod: Tensor, t: Tensor, device) -> Tensor:
+    return alphas_cumprod.to(device, torch.float32)[t].reshape(-1, 1, 1, 1)
+
+
+def prediction_target(prediction: str, noise: Tensor, x0: Tensor, ac_t: Tensor) -> Tensor:
+    """What the network is trained to output: the noise (``epsilon``) or v = sqrt(abar) eps - sqrt(1 - abar) x0
+    (``v_prediction``, Salimans & Ho 2022); all [B, C, H, W], ``ac_t`` [B, 1, 1, 1]."""
+    if prediction == "epsilon":
+        return noise
+    return ac_t.sqrt() * noise - (1 - ac_t).sqrt() * x0
+
+
+def epsilon_from(prediction: str, pred: Tensor, x_t: Tensor, ac_t: Tensor) -> Tensor:
+    """The noise estimate a prediction implies (v: eps = sqrt(abar) v + sqrt(1 - abar) x_t)."""
+    if prediction == "epsilon":
+        return pred
+    return ac_t.sqrt() * pred + (1 - ac_t).sqrt() * x_t
+
+
+def epsilon_loss(output: Tensor, noise: Tensor, *, x0: Tensor, x_t: Tensor, t: Tensor, alphas_cumprod: Tensor,
+                 prediction: str = "epsilon") -> Tensor:
+    """Mean squared error of the prediction (first C channels of output [B, C or 2C, H, W]) against its target
     -> per-sample loss [B]."""
-    eps = output[:, :noise.shape[1]].float()
-    return _per_sample_mean((eps - noise) ** 2)
+    del x_t
+    target = prediction_target(prediction, noise, x0, _ac(alphas_cumprod, t, x0.device))
+    return _per_sample_mean((output[:, :noise.shape[1]].float() - target) ** 2)
 
 
 def learned_variance_loss(output: Tensor, noise: Tensor, *, x0: Tensor, x_t: Tensor, t: Tensor,
-                          alphas_cumprod: Tensor) -> Tensor:
-    """IF's hybrid objective: epsilon MSE + variational bound on the variance half -> per-sample loss [B].
+                          alphas_cumprod: Tensor, prediction: str = "epsilon") -> Tensor:
+    """IF's hybrid objective: prediction MSE + variational bound on the variance half -> per-sample loss [B].
 
-    output [B, 2C, H, W] (epsilon, v in [-1, 1]), noise / x0 / x_t [B, C, H, W], t [B] integer timesteps.
-    The bound is in bits per dimension (as Improved DDPM), the decoder NLL at t = 0.
+    output [B, 2C, H, W] (epsilon or v, then the variance fraction in [-1, 1]), noise / x0 / x_t [B, C, H, W],
+    t [B] integer timesteps. The bound is in bits per dimension (as Improved DDPM), the decoder NLL at t = 0.
     """
     c = noise.shape[1]
-    eps, v = output[:, :c].float(), output[:, c:].float()
-    mse = _per_sample_mean((eps - noise) ** 2)
+    pred, v = output[:, :c].float(), output[:, c:].float()
     ac = alphas_cumprod.to(x0.device, torch.float32)
     shape = (-1, 1, 1, 1)
     ac_t = ac[t].reshape(shape)
+    mse = _per_sample_mean((pred - prediction_target(prediction, noise, x0, ac_t)) ** 2)
+    eps = epsilon_from(prediction, pred, x_t, ac_t)
     ac_prev = torch.where(t > 0, ac[(t - 1).clamp(min=0)], torch.ones_like(ac[t])).reshape(shape)
     beta = 1.0 - ac_t / ac_prev
     post_var = (1.0 - ac_prev) / (1.0 - ac_t) * beta

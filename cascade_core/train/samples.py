@@ -20,6 +20,7 @@ def ema_unet(trainer) -> UNet:
     with torch.device("meta"):
         model = UNet(trainer.unet.config)
     model.load_state_dict({k: v.float().cpu() for k, v in trainer.ema.state_dict().items()}, assign=True)
+    model.prediction_type = trainer.unet.prediction_type
     return model.eval().requires_grad_(False)
 
 

@@ -19,7 +19,8 @@ import torch
 from ..stage import noise_augment, unet_denoiser
 from ..unet.config import UNetConfig
 from ..unet.model import UNet
-from .checkpoint import EMA, has_resume_state, load_resume_state, save_model_folder, save_resume_state
+from .checkpoint import (EMA, has_resume_state, load_resume_state, save_model_folder, save_resume_state,
+                         scheduler_config)
 from .config import UNetTrainConfig
 from .data import collate, epoch_order, make_source
 from .distributed import World, init_world, shutdown_world
@@ -74,6 +75,8 @@ class StageTrainer:
         self.device = device or torch.device("cpu")
         self.world = world or World()
         self.unet = build_unet(c).to(self.device, memory_format=torch.channels_last)
+        if c.prediction is not None:
+            self.unet.prediction_type = c.prediction
         self.denoiser = unet_denoiser(self.unet, schedule=c.schedule)
         self.sr = self.unet.config.is_super_resolution
         self.alphas_cumprod = self.denoiser.alphas_cumprod
@@ -167,7 +170,8 @@ class StageTrainer:
         with ctx:
             out = self.model(inputs["x_t"], inputs["t"], inputs["text"], **inputs["cond"])
         per_sample = LOSSES[self.config.loss](out.float(), inputs["noise"], x0=inputs["x0"], x_t=inputs["x_t"],
-                                              t=inputs["t"], alphas_cumprod=self.alphas_cumprod)
+                                              t=inputs["t"], alphas_cumprod=self.alphas_cumprod,
+                                              prediction=self.unet.prediction_type)
         return per_sample.mean()
 
     def step(self) -> float:
@@ -199,7 +203,9 @@ class StageTrainer:
         if not self.world.is_main:
             return
         out = self.config.output_path
-        save_model_folder(out, self.unet.config.to_dict(), self.ema.state_dict(), self.config.save_dtype)
+        save_model_folder(out, self.unet.config.to_dict(), self.ema.state_dict(), self.config.save_dtype,
+                          scheduler=scheduler_config(self.config.schedule, self.unet.prediction_type,
+                                                     self.config.loss == "learned_variance"))
         save_resume_state(out, step=self.step_count, model=self.unet, ema=self.ema, optimizer=self.optimizer,
                           extra={"config": self.config.to_dict()})
 

@@ -81,8 +81,26 @@ def load_unet(path: str | os.PathLike, *, device=None, dtype=None) -> UNet:
     load_state_dict_strict(model, files, device=device, dtype=dtype, what=f"{path.name} ({describe(config_dict)})")
     model.to(memory_format=torch.channels_last)
     model.eval().requires_grad_(False)
-    logger.info("loaded %s from %s (%s, %s)", describe(config_dict), path, device, dtype)
+    model.prediction_type = _prediction_type(path)
+    logger.info("loaded %s from %s (%s, %s, %s)", describe(config_dict), path, device, dtype, model.prediction_type)
     return model
+
+
+def _prediction_type(path: Path) -> str:
+    """``prediction_type`` of the repo's ``scheduler/scheduler_config.json`` (beside ``unet/``), else epsilon."""
+    from ..denoisers import PREDICTIONS
+
+    repo = path.parent if path.name == "unet" else path
+    config = repo / "scheduler" / "scheduler_config.json"
+    if not path.is_dir() or not config.is_file():
+        return "epsilon"
+    try:
+        value = json.loads(config.read_text(encoding="utf-8")).get("prediction_type", "epsilon")
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightFileError(f"cannot read {config}: {e}") from None
+    if value not in PREDICTIONS:
+        raise WeightFileError(f"{config}: prediction_type {value!r} is not supported (supported: {PREDICTIONS})")
+    return value
 
 
 def save_single_file(model: UNet, path: str | os.PathLike, *, embed_config: bool = True) -> None:

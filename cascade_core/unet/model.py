@@ -27,6 +27,10 @@ class UNet(nn.Module):
     noise_level: [B] integer noise-augmentation levels (SR models only) -> [B, out_channels, H, W].
     """
 
+    # what the first out_channels (of 2x with learned variance) predict: "epsilon" (IF) or "v_prediction"; a
+    # property of the training, not of the architecture: load_unet reads it from the repo's scheduler config
+    prediction_type: str = "epsilon"
+
     def __init__(self, config: UNetConfig, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, operations=DEFAULT_OPS):
         super().__init__()
