@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from . import shapes
 from .caption_vocab import CLIP_BOS, CLIP_EOS, one_attribute_variants, write_clip_bpe
 from .git_train import normalise, preprocessor_config
-from .text_common import (Progress, all_phrasings, cosine_lr, render_batch, save_half, scenes, seed_everything,
-                          sincos_positions, write_json)
+from .text_common import (Progress, cosine_lr, finish_run, render_batch, scenes, sincos_positions, start_run,
+                          write_json)
 
 __all__ = ["ClipTrainConfig", "run", "retrieval_accuracy"]
 
@@ -144,14 +144,7 @@ def run(config: ClipTrainConfig) -> Path:
     """Train the embedder, save it to ``config.output_dir`` (loadable by ``load_embedder``), return the path."""
     from transformers import AutoTokenizer, CLIPModel
 
-    if config.kind != "clip":
-        raise ValueError(f"ClipTrainConfig.kind must be 'clip', got {config.kind!r}")
-    seed_everything(config.seed, config.threads)
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train = scenes(config.train_scenes, config.seed)
-    vocab_texts = [c for s in train[:2000] for c in all_phrasings(s)]
-    vocab_texts += [c for s in scenes(500, config.seed, "heldout") for c in all_phrasings(s)]
+    out, train, vocab_texts = start_run(config, "clip")
     vocab = write_clip_bpe(vocab_texts, out, max_length=config.max_length)
     write_json(out / "preprocessor_config.json", preprocessor_config(config.image_size, "CLIPProcessor"))
     texts = _TextIds(AutoTokenizer.from_pretrained(str(out), local_files_only=True), config.max_length)
@@ -189,14 +182,6 @@ def run(config: ClipTrainConfig) -> Path:
         opt.step()
         progress.update(step + 1, loss.item(), len(batch))
 
-    wall = progress.elapsed
-    save_half(model.eval(), out)
-    info: dict[str, Any] = {"config": asdict(config), "wall_s": round(wall, 1), "loss_history": progress.history,
-                            "threads": torch.get_num_threads(), "logit_scale": model.logit_scale.exp().item()}
-    if config.eval_scenes:
-        info["heldout"] = retrieval_accuracy(out, config.eval_scenes, config.seed, config.image_size)
-        log.info("clip: held-out retrieval top-1 among 8 one-attribute variants %.3f on %d scenes",
-                 info["heldout"]["retrieval_top1"], config.eval_scenes)
-    write_json(out / "train_info.json", info)
-    log.info("clip: saved to %s (%.0f s of training)", out, wall)
-    return out
+    return finish_run(model, out, config, progress,
+                      lambda folder: retrieval_accuracy(folder, config.eval_scenes, config.seed, config.image_size),
+                      logit_scale=model.logit_scale.exp().item())

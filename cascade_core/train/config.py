@@ -24,9 +24,9 @@ class UNetTrainConfig:
     folder of images with same-name ``.txt`` captions. ``resolution``: the stage's output size (64 base,
     256 / 1024 SR); SR stages see ``resolution // 4`` inputs and train on ``crop``-pixel crops (0: full image).
     ``noise_aug_max``: SR noise-conditioning augmentation, a level drawn uniformly in [0, noise_aug_max) per
-    sample. ``loss``: ``learned_variance`` (IF's hybrid objective) or ``epsilon`` (plain MSE); ``prediction``: what the
-    network predicts, ``epsilon`` (IF) or ``v_prediction`` (default: epsilon, or ``init_from``'s own). ``precision``: ``fp32``,
-    ``bf16`` or ``fp16`` autocast (GPU; the CPU always trains in fp32).
+    sample. ``loss``: ``learned_variance`` (IF's hybrid objective) or ``epsilon`` (plain MSE); ``prediction``:
+    what the network predicts, ``epsilon`` (IF) or ``v_prediction`` (default: epsilon, or ``init_from``'s own).
+    ``precision``: ``fp32``, ``bf16`` or ``fp16`` autocast (GPU; the CPU always trains in fp32).
     """
 
     output_dir: str = "runs/stage"

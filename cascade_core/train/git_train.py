@@ -12,7 +12,7 @@ Run: ``python -m cascade_core.train cascade_core/demo/configs/git.json``.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ import torch
 
 from . import shapes
 from .caption_vocab import write_wordpiece_vocab
-from .text_common import (Progress, all_phrasings, cosine_lr, render_batch, save_half, scenes, seed_everything,
-                          sincos_positions, write_json)
+from .text_common import (Progress, cosine_lr, finish_run, render_batch, scenes, sincos_positions, start_run,
+                          write_json)
 
 __all__ = ["GitTrainConfig", "run", "caption_accuracy", "preprocessor_config", "CLIP_MEAN", "CLIP_STD"]
 
@@ -127,14 +127,7 @@ def run(config: GitTrainConfig) -> Path:
     """Train the captioner, save it to ``config.output_dir`` (loadable by ``load_captioner``), return the path."""
     from transformers import AutoTokenizer, GitForCausalLM
 
-    if config.kind != "git":
-        raise ValueError(f"GitTrainConfig.kind must be 'git', got {config.kind!r}")
-    seed_everything(config.seed, config.threads)
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train = scenes(config.train_scenes, config.seed)
-    vocab_texts = [c for s in train[:2000] for c in all_phrasings(s)]
-    vocab_texts += [c for s in scenes(500, config.seed, "heldout") for c in all_phrasings(s)]
+    out, train, vocab_texts = start_run(config, "git")
     vocab = write_wordpiece_vocab(vocab_texts, out, max_length=config.max_length)
     write_json(out / "preprocessor_config.json", preprocessor_config(config.image_size, "GitProcessor"))
     tokenizer = AutoTokenizer.from_pretrained(str(out), local_files_only=True)
@@ -172,14 +165,5 @@ def run(config: GitTrainConfig) -> Path:
         opt.step()
         progress.update(step + 1, loss.item(), len(pick))
 
-    wall = progress.elapsed
-    save_half(model.eval(), out)
-    info: dict[str, Any] = {"config": asdict(config), "wall_s": round(wall, 1), "loss_history": progress.history,
-                            "threads": torch.get_num_threads()}
-    if config.eval_scenes:
-        info["heldout"] = caption_accuracy(out, config.eval_scenes, config.seed, config.image_size)
-        log.info("git: held-out caption accuracy (colour and shape) %.3f on %d scenes",
-                 info["heldout"]["caption_acc"], config.eval_scenes)
-    write_json(out / "train_info.json", info)
-    log.info("git: saved to %s (%.0f s of training)", out, wall)
-    return out
+    return finish_run(model, out, config, progress,
+                      lambda folder: caption_accuracy(folder, config.eval_scenes, config.seed, config.image_size))

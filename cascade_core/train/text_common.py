@@ -130,3 +130,37 @@ def sincos_positions(embeddings: torch.nn.Module, scale: float = 0.5) -> None:
     with torch.no_grad():
         weight[0].zero_()
         weight[1:] = scale * torch.cat(parts, dim=1)
+
+
+def start_run(config: Any, kind: str) -> tuple[Path, list[shapes.Scene], list[str]]:
+    """Common start of the GIT / CLIP trainers: check ``config.kind``, seed, make the output folder.
+
+    Returns (output folder, the train-split scenes, the texts the tokenizer vocabulary is built from: all
+    phrasings of 2000 train scenes and 500 held-out ones; vocabulary only, never trained on)."""
+    if config.kind != kind:
+        raise ValueError(f"{type(config).__name__}.kind must be {kind!r}, got {config.kind!r}")
+    seed_everything(config.seed, config.threads)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train = scenes(config.train_scenes, config.seed)
+    vocab_texts = [c for s in train[:2000] for c in all_phrasings(s)]
+    vocab_texts += [c for s in scenes(500, config.seed, "heldout") for c in all_phrasings(s)]
+    return out, train, vocab_texts
+
+
+def finish_run(model: torch.nn.Module, out: Path, config: Any, progress: "Progress", evaluate, **facts: Any) -> Path:
+    """Common end: save the model in float16, evaluate it on held-out scenes (``evaluate(out)`` -> dict, when
+    ``config.eval_scenes``), write ``train_info.json``; returns ``out``."""
+    from dataclasses import asdict
+
+    wall = progress.elapsed
+    save_half(model.eval(), out)
+    info: dict[str, Any] = {"config": asdict(config), "wall_s": round(wall, 1), "loss_history": progress.history,
+                            "threads": torch.get_num_threads(), **facts}
+    if config.eval_scenes:
+        info["heldout"] = evaluate(out)
+        log.info("%s: held-out %s on %d scenes", config.kind,
+                 {k: v for k, v in info["heldout"].items() if isinstance(v, float)}, config.eval_scenes)
+    write_json(out / "train_info.json", info)
+    log.info("%s: saved to %s (%.0f s of training)", config.kind, out, wall)
+    return out
