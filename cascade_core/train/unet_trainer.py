@@ -95,6 +95,8 @@ class StageTrainer:
         self.ema = EMA(self.unet, c.ema_decay)
         self.scaler = torch.amp.GradScaler("cuda") if self._autocast_dtype() == torch.float16 else None
         self.step_count = 0
+        self.seconds_before = 0.0  # training wall time of earlier (resumed) runs
+        self.seconds = 0.0  # this run's, updated by run()
 
     def _embeddings(self) -> EmbeddingStore:
         from ..text import load_text_encoder
@@ -207,7 +209,8 @@ class StageTrainer:
                           scheduler=scheduler_config(self.config.schedule, self.unet.prediction_type,
                                                      self.config.loss == "learned_variance"))
         save_resume_state(out, step=self.step_count, model=self.unet, ema=self.ema, optimizer=self.optimizer,
-                          extra={"config": self.config.to_dict()})
+                          extra={"config": self.config.to_dict(),
+                                 "seconds_total": round(self.seconds_before + self.seconds, 1)})
 
     def resume(self) -> bool:
         """Continue from ``<output_dir>/resume`` if it exists; returns whether it did."""
@@ -215,6 +218,7 @@ class StageTrainer:
             return False
         state = load_resume_state(self.config.output_path, model=self.unet, ema=self.ema, optimizer=self.optimizer)
         self.step_count = int(state["step"])
+        self.seconds_before = float(state.get("seconds_total", 0.0))
         log.info("resumed %s at step %d", self.config.output_dir, self.step_count)
         return True
 
@@ -247,6 +251,7 @@ def run(config: UNetTrainConfig, *, resume: bool = True) -> Path:
     try:
         while trainer.step_count < config.steps:
             loss = trainer.step()
+            trainer.seconds = time.time() - started
             progress.update(trainer.step_count, loss)
             if config.checkpoint_every and trainer.step_count % config.checkpoint_every == 0:
                 trainer.save()
@@ -269,7 +274,8 @@ def _write_run_record(config: UNetTrainConfig, trainer: StageTrainer, seconds: f
     import json
     import platform
 
-    record = {"steps": trainer.step_count, "seconds_this_run": round(seconds, 1), "final_loss": progress.smoothed,
+    record = {"steps": trainer.step_count, "seconds_this_run": round(seconds, 1),
+              "seconds_total": round(trainer.seconds_before + trainer.seconds, 1), "final_loss": progress.smoothed,
               "images_per_second": progress.rate, "device": str(trainer.device),
               "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "world_size": trainer.world.size, "parameters": sum(p.numel() for p in trainer.unet.parameters())}
