@@ -17,12 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .denoisers import DiscreteVPDenoiser
+from .guidance import CFGGuider, DynamicThreshold
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import IF_STEP_STRINGS, timesteps_from_spec
 from .unet.checks import finite_checks
 
-__all__ = ["SuperResolutionInput", "unet_denoiser", "stage_sigmas", "schedule_sigmas", "noise_augment",
+__all__ = ["SuperResolutionInput", "unet_denoiser", "unet_guider", "stage_sigmas", "schedule_sigmas", "noise_augment",
            "gaussian_source", "run_sampler", "sample_stage"]
 
 
@@ -55,6 +56,14 @@ def unet_denoiser(unet: nn.Module, *, schedule: str = "cosine", num_train_timest
         alphas_cumprod = ALPHA_SCHEDULES[schedule](num_train_timesteps)
     return DiscreteVPDenoiser(model, alphas_cumprod, prediction=prediction,
                               learned_variance=config.out_channels == 2 * image_channels)
+
+
+def unet_guider(unet: nn.Module, positive: torch.Tensor, negative: torch.Tensor, scale: float, *,
+                threshold_percentile: float = 0.95, threshold_max: float = 1.5, **denoiser_options) -> CFGGuider:
+    """CFG with IF's dynamic thresholding around :func:`unet_denoiser` (``guider.denoiser`` is that denoiser);
+    positive / negative: text embeddings [B, L, D] (or [1, L, D] broadcast)."""
+    return CFGGuider(unet_denoiser(unet, **denoiser_options), positive, negative, scale,
+                     post_cfg=[DynamicThreshold(threshold_percentile, threshold_max)])
 
 
 def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str | list[int], *,

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from cascade_core.guidance import CFGGuider, DynamicThreshold
 from cascade_core.image import images_to_pixels, pixels_to_images, preview
 from cascade_core.samplers import SAMPLERS
 from cascade_core.spacing import IF_STEP_STRINGS
-from cascade_core.stage import sample_stage, schedule_sigmas, unet_denoiser
+from cascade_core.stage import sample_stage, schedule_sigmas, unet_guider
 
 from . import memory
 from ._comfy import ProgressBar, io, model_management
@@ -38,10 +37,9 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
     def go() -> torch.Tensor:
         unet = spec.unet.model
         device = unet.device
-        den = unet_denoiser(unet)
-        guider = CFGGuider(den, spec.positive.embeds.to(device), spec.negative.embeds.to(device), spec.scale,
-                           post_cfg=[DynamicThreshold(spec.threshold_percentile, spec.threshold_max)])
-        sigmas = schedule_sigmas(den, steps, schedule)
+        guider = unet_guider(unet, spec.positive.embeds.to(device), spec.negative.embeds.to(device), spec.scale,
+                             threshold_percentile=spec.threshold_percentile, threshold_max=spec.threshold_max)
+        sigmas = schedule_sigmas(guider.denoiser, steps, schedule)
         bar = ProgressBar(len(sigmas) - 1)
 
         def callback(info: dict) -> None:

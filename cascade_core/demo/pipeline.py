@@ -5,9 +5,8 @@ import threading
 
 import torch
 
-from ..guidance import CFGGuider, DynamicThreshold
 from ..image import images_to_pixels, pixels_to_images
-from ..stage import sample_stage, schedule_sigmas, unet_denoiser
+from ..stage import sample_stage, schedule_sigmas, unet_guider
 from ..unet.loading import default_device_dtype
 from .settings import NEGATIVE_PROMPT, STAGES
 
@@ -60,11 +59,10 @@ def _run(models: dict, size: int, positive: torch.Tensor, negative: torch.Tensor
     """One stage: pixels [B, 3, size, size] in [-1, 1] (SR stages upsample ``low_res`` [B, 3, size/4, size/4])."""
     settings = STAGES[STAGE_OF_SIZE[size]]
     unet = models[STAGE_OF_SIZE[size]]
-    den = unet_denoiser(unet)
     scale = settings.guidance if guidance is None else float(guidance)
-    guider = CFGGuider(den, positive, negative, scale,
-                       post_cfg=[DynamicThreshold(settings.threshold_percentile, settings.threshold_max)])
-    sigmas = schedule_sigmas(den, _steps_for(size, steps), settings.schedule)
+    guider = unet_guider(unet, positive, negative, scale, threshold_percentile=settings.threshold_percentile,
+                         threshold_max=settings.threshold_max)
+    sigmas = schedule_sigmas(guider.denoiser, _steps_for(size, steps), settings.schedule)
     extra = {} if low_res is None else {"low_res": low_res, "noise_level": settings.noise_level}
     return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=size, width=size, sampler=settings.sampler,
                         generator=torch.Generator().manual_seed(seed * 7919 + size), device=unet.device, **extra)

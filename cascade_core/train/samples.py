@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..guidance import CFGGuider, DynamicThreshold
-from ..stage import sample_stage, stage_sigmas, unet_denoiser
+from ..stage import sample_stage, stage_sigmas, unet_guider
 from ..unet.model import UNet
 from .data import collate
 
@@ -45,7 +44,6 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 4) -> Path:
 def write_sample_grid(trainer, path: Path, count: int = 4, guidance: float = 4.0) -> Path:
     c = trainer.config
     model = ema_unet(trainer)
-    den = unet_denoiser(model, schedule=c.schedule)
     if trainer.sr:
         side = c.crop or c.resolution
         gens = [torch.Generator().manual_seed(i) for i in range(count)]
@@ -57,10 +55,10 @@ def write_sample_grid(trainer, path: Path, count: int = 4, guidance: float = 4.0
         side, low = c.resolution, None
         captions = (list(c.sample_prompts) or list(trainer.source.captions))[:count]
     text = trainer.store.get(captions)
-    guider = CFGGuider(den, text, trainer.empty.expand_as(text), guidance, post_cfg=[DynamicThreshold(0.95, 1.5)])
+    guider = unet_guider(model, text, trainer.empty.expand_as(text), guidance, schedule=c.schedule)
     extra = {"low_res": low, "noise_level": 100} if low is not None else {}
-    out = sample_stage(guider, stage_sigmas(den, c.sample_steps), batch_size=len(captions), height=side, width=side,
-                       generator=torch.Generator().manual_seed(c.seed), **extra)
+    out = sample_stage(guider, stage_sigmas(guider.denoiser, c.sample_steps), batch_size=len(captions), height=side,
+                       width=side, generator=torch.Generator().manual_seed(c.seed), **extra)
     if low is not None:
         out = torch.cat([batch.images, out])
     return save_grid(out, path)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..schedules import ALPHA_SCHEDULES
 from ..stage import noise_augment, unet_denoiser
 from ..unet.config import UNetConfig
 from ..unet.model import UNet
@@ -80,7 +81,7 @@ class StageTrainer:
         self.denoiser = unet_denoiser(self.unet, schedule=c.schedule)
         self.sr = self.unet.config.is_super_resolution
         self.alphas_cumprod = self.denoiser.alphas_cumprod
-        self.aug_alphas = self.alphas_cumprod if c.schedule == "cosine" else unet_denoiser(self.unet).alphas_cumprod
+        self.aug_alphas = ALPHA_SCHEDULES["cosine"](1000)  # the SR augmentation schedule the stage runner uses
         self.source = make_source(c.data, c.num_samples, c.seed)
         self.store = self._embeddings()
         self.empty = self.store.get([""])[0]
