@@ -10,7 +10,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import torch
 
@@ -18,11 +18,15 @@ __all__ = [
     "WeightFileError",
     "TensorInfo",
     "read_header",
+    "read_header_and_metadata",
+    "iter_tensors",
     "read_tensors",
     "find_weight_files",
     "Source",
     "file_sources",
+    "iter_sources",
     "load_sources",
+    "assign_tensor",
 ]
 
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -62,12 +66,8 @@ def _check_file(path: Path) -> None:
         )
 
 
-def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
-    """Parse and validate a safetensors header; detect truncation against the file size.
-
-    Returns ``{name: TensorInfo}`` (the ``__metadata__`` entry is dropped).
-    """
-    path = Path(path)
+def _parse_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """Parse and validate a safetensors header; detect truncation against the file size."""
     _check_file(path)
     size = path.stat().st_size
     with open(path, "rb") as f:
@@ -84,7 +84,9 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
         raise WeightFileError(f"{path} is not a safetensors file (header is not JSON: {e})") from None
     if not isinstance(header, dict):
         raise WeightFileError(f"{path} is not a safetensors file (header is not a mapping)")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict):
+        raise WeightFileError(f"{path}: malformed __metadata__ entry (not a mapping)")
     end = 0
     infos = {}
     for name, meta in header.items():
@@ -99,7 +101,54 @@ def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
             f"{path} is truncated: the header describes {8 + n + end} bytes but the file has {size} "
             "(an interrupted download? fetch the file again)"
         )
-    return infos
+    return infos, metadata
+
+
+def read_header(path: str | os.PathLike) -> dict[str, TensorInfo]:
+    """Parse and validate a safetensors header; detect truncation against the file size.
+
+    Returns ``{name: TensorInfo}`` (the ``__metadata__`` entry is dropped: see :func:`read_metadata`).
+    """
+    return _parse_header(Path(path))[0]
+
+
+def read_header_and_metadata(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    """:func:`read_header` and the file's ``__metadata__`` string mapping (``{}`` when it has none), in one read."""
+    return _parse_header(Path(path))
+
+
+def iter_tensors(
+    path: str | os.PathLike,
+    names: Iterable[str],
+    *,
+    device: str | torch.device = "cpu",
+    header: Mapping[str, TensorInfo] | None = None,
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(name, tensor)`` for each of ``names`` in one safetensors file, in stored dtype, one at a time: the
+    file is opened once and a tensor is only read when the caller asks for it (peak memory: one tensor).
+    ``header``: the file's :func:`read_header` result when the caller already has it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    infos = read_header(path) if header is None else header
+    names = list(names)
+    for name in names:
+        if name not in infos:
+            raise WeightFileError(f"{path}: no tensor named {name!r}")
+        if infos[name].dtype not in _DTYPES:
+            raise WeightFileError(f"{path}: tensor {name!r} has unsupported dtype {infos[name].dtype}")
+    try:
+        handle = safe_open(str(path), framework="pt", device=str(device))
+    except Exception as e:  # safetensors raises its own error types
+        raise WeightFileError(f"could not read {path}: {e} (a damaged file? fetch it again)") from None
+    with handle as f:
+        for name in names:
+            try:
+                tensor = f.get_tensor(name)
+            except Exception as e:
+                raise WeightFileError(f"could not read tensor {name!r} of {path}: {e} (a damaged file? fetch it "
+                                      "again)") from None
+            yield name, tensor
 
 
 def read_tensors(
@@ -109,22 +158,8 @@ def read_tensors(
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
     """Load tensors from one safetensors file (validated first), keeping their stored dtypes."""
-    from safetensors import safe_open
-
-    path = Path(path)
     infos = read_header(path)
-    wanted = infos.keys() if names is None else names
-    for name in wanted:
-        if infos.get(name, None) is not None and infos[name].dtype not in _DTYPES:
-            raise WeightFileError(f"{path}: tensor {name!r} has unsupported dtype {infos[name].dtype}")
-    out = {}
-    try:
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
-            for name in wanted:
-                out[name] = f.get_tensor(name)
-    except Exception as e:  # safetensors raises its own error types
-        raise WeightFileError(f"could not read {path}: {e}") from None
-    return out
+    return dict(iter_tensors(path, infos.keys() if names is None else names, device=device, header=infos))
 
 
 def _index_files(index_path: Path) -> list[Path]:
@@ -174,17 +209,22 @@ class Source(NamedTuple):
 
 
 Sources = dict[str, Source]  # model key -> source
+Transform = Callable[[str, torch.Tensor], torch.Tensor]  # (model key, tensor as read and reshaped) -> stored tensor
 
 
-def file_sources(files: Iterable[str | os.PathLike], *, rename: Callable[[str], str | None] | None = None) -> Sources:
+def file_sources(files: Iterable[str | os.PathLike], *, rename: Callable[[str], str | None] | None = None,
+                 headers: Mapping[Path, Mapping[str, TensorInfo]] | None = None) -> Sources:
     """Map model keys to the tensors of ``files``: stored name -> ``rename(name)`` (identity by default);
-    a ``rename`` result of None drops the tensor (e.g. a VAE's encoder when only the decoder is built)."""
+    a ``rename`` result of None drops the tensor (e.g. a VAE's encoder when only the decoder is built).
+    ``headers``: :func:`read_header` results the caller already has, by path (not read again)."""
     sources: Sources = {}
     for f in files:
-        for name in read_header(f):
+        f = Path(f)
+        header = headers[f] if headers is not None and f in headers else read_header(f)
+        for name in header:
             key = name if rename is None else rename(name)
             if key is not None:
-                sources[key] = Source(Path(f), name)
+                sources[key] = Source(f, name)
     return sources
 
 
@@ -209,30 +249,60 @@ def _mismatch_report(expected: Mapping[str, tuple], found: Mapping[str, tuple], 
     return f"{what} does not fit the architecture: " + "; ".join(parts)
 
 
-def load_sources(model: torch.nn.Module, sources: Sources, *, device, dtype: torch.dtype, what: str) -> None:
+def iter_sources(sources: Sources, *, device: str | torch.device = "cpu",
+                 headers: Mapping[Path, Mapping[str, TensorInfo]] | None = None) -> Iterator[tuple[str, torch.Tensor]]:
+    """``(model key, tensor)`` for every source, file by file, one tensor in memory at a time (in stored
+    dtype, on ``device``; a ``part`` source yields its chunk). The one place the pack reads weight data."""
+    headers = dict(headers or {})
+    by_file: dict[Path, dict[str, list[tuple[str, Source]]]] = {}
+    for key, src in sources.items():
+        by_file.setdefault(src.path, {}).setdefault(src.name, []).append((key, src))
+    for path, names in by_file.items():
+        header = headers.get(path) or read_header(path)
+        for name, tensor in iter_tensors(path, names, device=device, header=header):
+            for key, src in names[name]:
+                yield key, (tensor if src.part is None else tensor.chunk(src.part[1], dim=0)[src.part[0]])
+            del tensor
+
+
+def assign_tensor(model: torch.nn.Module, key: str, tensor: torch.Tensor) -> None:
+    """Replace parameter or buffer ``key`` of ``model`` by ``tensor`` (no copy; parameters stay frozen or not
+    as they were, and fp8/integer tensors never require grad)."""
+    module_name, _, attr = key.rpartition(".")
+    module = model.get_submodule(module_name) if module_name else model
+    if attr in module._parameters:
+        grad = module._parameters[attr].requires_grad and (tensor.is_floating_point() and tensor.element_size() > 1)
+        module._parameters[attr] = torch.nn.Parameter(tensor, requires_grad=grad)
+    elif attr in module._buffers:
+        module._buffers[attr] = tensor
+    else:
+        raise KeyError(f"internal error: {key} is neither a parameter nor a buffer of {type(module).__name__}")
+
+
+def load_sources(model: torch.nn.Module, sources: Sources, *, device, dtype: torch.dtype, what: str,
+                 transform: Transform | None = None,
+                 headers: Mapping[Path, Mapping[str, TensorInfo]] | None = None) -> None:
     """Strictly load ``sources`` into ``model`` (normally built on the meta device).
 
     Every model key must have exactly one source of a fitting shape, and every source must be used;
-    the report names missing, unexpected and mis-shaped tensors. Floating tensors are cast to ``dtype``
-    one at a time, and the model's parameters are replaced by them (``assign``).
+    the report names missing, unexpected and mis-shaped tensors before any data is read. Tensors are read one
+    at a time, reshaped to the model's shape, stored by ``transform(key, tensor)`` (default: floating tensors
+    cast to ``dtype``; a transform may pick another storage, e.g. fp8, or pin the tensor) and assigned in place
+    of the model's parameter or buffer, so peak memory is about one tensor beyond the result. ``headers``: the
+    files' :func:`read_header` results when the caller already has them.
     """
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    headers = {f: read_header(f) for f in dict.fromkeys(src.path for src in sources.values())}
+    known = headers or {}
+    headers = {f: known[f] if f in known else read_header(f) for f in dict.fromkeys(s.path for s in sources.values())}
     found = {key: _source_shape(headers[src.path][src.name].shape, src.part) for key, src in sources.items()}
     report = _mismatch_report(expected, found, what)
     if report:
         raise WeightFileError(report)
-    by_file: dict[Path, dict[str, list[tuple[str, Source]]]] = {}
-    for key, src in sources.items():
-        by_file.setdefault(src.path, {}).setdefault(src.name, []).append((key, src))
-    state = {}
-    for path, names in by_file.items():
-        for name, tensor in read_tensors(path, names=list(names), device=device).items():
-            for key, src in names[name]:
-                part = tensor if src.part is None else tensor.chunk(src.part[1], dim=0)[src.part[0]]
-                part = part.reshape(expected[key])
-                state[key] = part.to(dtype=dtype) if part.is_floating_point() else part
-    model.load_state_dict(state, strict=True, assign=True)
+    if transform is None:
+        def transform(key: str, tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.to(dtype=dtype) if tensor.is_floating_point() else tensor
+    for key, tensor in iter_sources(sources, device=device, headers=headers):
+        assign_tensor(model, key, transform(key, tensor.reshape(expected[key])))
 
 
 def _source_shape(shape: tuple[int, ...], part: tuple[int, int] | None) -> tuple[int, ...]:

@@ -7,6 +7,8 @@ adapters and tests can see exactly what the pack depends on.
 from __future__ import annotations
 
 import comfy.model_management as model_management  # noqa: F401
+import comfy.model_patcher as model_patcher  # noqa: F401
+import comfy.ops as comfy_ops  # noqa: F401
 import comfy.utils  # noqa: F401
 import folder_paths  # noqa: F401
 from comfy.model_patcher import ModelPatcher  # noqa: F401

@@ -1,4 +1,12 @@
-"""Our models under ComfyUI's memory manager: ModelPatcher wrapping, GPU loading, reuse, OOM retry."""
+"""Our models under ComfyUI's memory manager: ModelPatcher wrapping, GPU loading, reuse, OOM retry.
+
+Models whose weight layers are ComfyUI's ``comfy.ops`` (the UNets through their ``operations=`` hook, T5 by
+:func:`adopt_comfy_ops`) take part in ComfyUI's memory management fully: they are wrapped in
+``CoreModelPatcher`` where ComfyUI has it (0.3x: the Dynamic VRAM patcher when ``comfy-aimdo`` is active, else the
+plain one) and loaded without ``force_full_load``, so low-VRAM partial loading (``--lowvram``, ``--reserve-vram``,
+small cards) streams their weights layer by layer. Other models (GIT, CLIP, the x4 upscaler's VAE) are loaded
+whole, as before.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +17,7 @@ from typing import Callable, TypeVar
 import torch
 from torch import nn
 
-from ._comfy import ModelPatcher, model_management
+from ._comfy import ModelPatcher, comfy_ops, model_management, model_patcher
 from .types import ModelHandle
 
 logger = logging.getLogger(__name__)
@@ -19,12 +27,45 @@ _LOADED: "weakref.WeakValueDictionary[tuple, ModelHandle]" = weakref.WeakValueDi
 
 
 class ManagedModule(nn.Module):
-    """Holds one of our modules for ModelPatcher, which moves ``self`` and writes ``self.device``."""
+    """Holds one of our modules for ModelPatcher, which moves ``self`` and writes ``self.device``.
+    ``manual_cast_dtype``: the compute dtype when weights are stored in another one (fp8), which ComfyUI's
+    loader reads for its offload-memory estimate."""
 
-    def __init__(self, inner: nn.Module, device: torch.device):
+    def __init__(self, inner: nn.Module, device: torch.device, manual_cast_dtype: torch.dtype | None = None):
         super().__init__()
         self.inner = inner
         self.device = device
+        self.manual_cast_dtype = manual_cast_dtype
+
+
+def operations(weight_dtype: torch.dtype, compute_dtype: torch.dtype):
+    """ComfyUI's layer constructors for a UNet: ``manual_cast`` (every layer casts its weight per call) when the
+    weights are stored in another dtype than the compute one (fp8), else ``disable_weight_init`` (layers cast
+    only when ComfyUI offloads them)."""
+    return comfy_ops.manual_cast if weight_dtype != compute_dtype else comfy_ops.disable_weight_init
+
+
+_ADOPTED = ("Linear", "Conv2d", "GroupNorm", "LayerNorm", "Embedding")
+
+
+def adopt_comfy_ops(module: nn.Module) -> int:
+    """Turn the plain torch layers of a third-party model (transformers' T5) into ComfyUI's ``comfy.ops``
+    equivalents in place (same parameters; the classes only add ComfyUI's per-call weight casting), so that
+    partial loading can offload them. Returns how many layers were converted."""
+    ops, n = comfy_ops.disable_weight_init, 0
+    for m in module.modules():
+        for name in _ADOPTED:
+            if type(m) is getattr(nn, name):
+                m.__class__ = getattr(ops, name)
+                n += 1
+    return n
+
+
+def fully_castable(module: nn.Module) -> bool:
+    """Whether every parameter of ``module`` sits in a layer that computes correctly wherever ComfyUI leaves its
+    weight (a ``comfy.ops`` layer, or one of ours marked ``device_tolerant``): then partial loading is safe."""
+    return all(hasattr(type(m), "comfy_cast_weights") or getattr(m, "device_tolerant", False)
+               for m in module.modules() if next(m.parameters(recurse=False), None) is not None)
 
 
 def _identity(path: Path) -> tuple:
@@ -32,43 +73,76 @@ def _identity(path: Path) -> tuple:
     return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
 
 
+def _patcher_class(partial: bool):
+    """``CoreModelPatcher`` (Dynamic VRAM where ComfyUI enables it) for comfy-ops models, else ``ModelPatcher``."""
+    return getattr(model_patcher, "CoreModelPatcher", ModelPatcher) if partial else ModelPatcher
+
+
 def load_managed(kind: str, path: Path, build: Callable[[], tuple], *, dtype: torch.dtype, load_device,
-                 offload_device, options: tuple = ()) -> ModelHandle:
+                 offload_device, options: tuple = (), partial: bool = False,
+                 manual_cast_dtype: torch.dtype | None = None) -> ModelHandle:
     """The model loaded from ``path`` under ComfyUI's memory manager, reused when the same files were already
-    loaded with the same dtype, devices and ``options``. ``build() -> (model, weights module, display name)``."""
-    key = (kind, _identity(path), dtype, str(load_device), str(offload_device), options)
+    loaded with the same dtype, devices and ``options``. ``build() -> (model, weights module, display name)``.
+    ``partial``: ComfyUI may load the weights module partially (it is built from ``comfy.ops`` layers); honoured
+    only when :func:`fully_castable` agrees, else the model is loaded whole."""
+    key = (kind, _identity(path), dtype, str(load_device), str(offload_device), options, partial)
     handle = _LOADED.get(key)
     if handle is not None:
         logger.info("reusing loaded %s %s", kind, path.name)
         return handle
     model, module, name = build()
-    patcher = ModelPatcher(ManagedModule(module, offload_device), load_device=load_device,
-                           offload_device=offload_device)
-    handle = _LOADED[key] = ModelHandle(model=model, patcher=patcher, name=name, dtype=dtype)
+    if partial and not fully_castable(module):
+        logger.info("%s %s has layers that cannot be offloaded one by one: it loads whole", kind, path.name)
+        partial = False
+    patcher = _patcher_class(partial)(ManagedModule(module, offload_device, manual_cast_dtype),
+                                      load_device=load_device, offload_device=offload_device)
+    handle = _LOADED[key] = ModelHandle(model=model, patcher=patcher, name=name, dtype=dtype, partial=partial)
     return handle
 
 
-def use(handles: list[ModelHandle]) -> None:
-    """Bring models onto their load device (ComfyUI frees others to make room)."""
-    model_management.load_models_gpu([h.patcher for h in handles], force_full_load=True)
+def use(handles: list[ModelHandle], memory_required: int = 0) -> None:
+    """Bring models onto their load device, asking ComfyUI for ``memory_required`` bytes of working memory
+    beside them (it frees other models to make room). Whole-load models first, then the partially loadable
+    ones, which take what is left."""
+    whole = [h.patcher for h in handles if not h.partial]
+    partial = [h.patcher for h in handles if h.partial]
+    if whole:
+        model_management.load_models_gpu(whole, memory_required=memory_required, force_full_load=True)
+    if partial:
+        model_management.load_models_gpu(partial, memory_required=memory_required)
 
 
-def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str) -> T:
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is a device out-of-memory error: ``torch.OutOfMemoryError``, or (newer torch, as newer
+    ComfyUI treats it) a ``torch.AcceleratorError`` whose message says "out of memory"."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    accelerator_error = getattr(torch, "AcceleratorError", None)
+    return accelerator_error is not None and isinstance(error, accelerator_error) and \
+        "out of memory" in str(error).lower()
+
+
+def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str, memory_required: int = 0) -> T:
     """Run ``fn``; on out-of-memory free everything else, retry once, then say what to change."""
     try:
-        use(handles)
+        use(handles, memory_required)
         return fn()
-    except torch.OutOfMemoryError:
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
         logger.warning("%s ran out of GPU memory; unloading other models and retrying once", what)
     model_management.unload_all_models()
     model_management.soft_empty_cache(True)
     try:
-        use(handles)
+        use(handles, memory_required)
         return fn()
-    except torch.OutOfMemoryError as e:
+    except Exception as e:
+        if not is_out_of_memory(e):
+            raise
         raise RuntimeError(
             f"{what}: out of GPU memory even after unloading other models. Lower batch_size or the image size, "
-            "load the model in float16/bfloat16, or run the T5 encoder on the CPU (T5 Loader device=cpu)."
+            "load the UNet with weight_dtype float8_e4m3fn (Cascade UNet Loader), start ComfyUI with --lowvram, or "
+            "run the T5 encoder on the CPU (T5 Loader device=cpu)."
         ) from e
 
 

@@ -7,6 +7,7 @@ from cascade_core.image import images_to_pixels, pixels_to_images, preview
 from cascade_core.samplers import SAMPLERS
 from cascade_core.spacing import IF_STEP_STRINGS
 from cascade_core.stage import sample_stage, schedule_sigmas, unet_guider
+from cascade_core.unet.footprint import activation_bytes
 
 from . import memory
 from ._comfy import ProgressBar, io, model_management
@@ -34,9 +35,12 @@ def _common_inputs(steps: int) -> list:
 def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: str, sampler: str,
                **stage) -> torch.Tensor:
     """Load the model, build the guider on its device, sample with progress/previews/interrupts -> IMAGE."""
+    unet = spec.unet.model
+    batch = stage.get("batch_size") or stage["low_res"].shape[0]
+    room = activation_bytes(unet.config, 2 * batch, stage["height"], stage["width"], unet.dtype)  # 2x: CFG
+
     def go() -> torch.Tensor:
-        unet = spec.unet.model
-        device = unet.device
+        device = spec.unet.device
         guider = unet_guider(unet, spec.positive.embeds.to(device), spec.negative.embeds.to(device), spec.scale,
                              threshold_percentile=spec.threshold_percentile, threshold_max=spec.threshold_max)
         sigmas = schedule_sigmas(guider.denoiser, steps, schedule)
@@ -50,7 +54,7 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
                          device=device, callback=callback, **stage)
         return pixels_to_images(x)
 
-    return memory.run_with_oom_retry(go, [spec.unet], node)
+    return memory.run_with_oom_retry(go, [spec.unet], node, memory_required=room)
 
 
 def _check_kind(spec: GuiderSpec, node: str, want_sr: bool) -> None:

@@ -25,6 +25,12 @@ class ModelHandle:
     patcher: Any
     name: str
     dtype: torch.dtype
+    partial: bool = False  # built from comfy.ops layers: ComfyUI may load it partially (low VRAM)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model computes (its weights may be partly elsewhere under partial loading)."""
+        return self.patcher.load_device
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,9 @@ class TextEncoder:
         self.layout = layout
         self.cache = cache
         self._dtype = dtype
+        # where encode runs when a memory manager (ComfyUI's partial loading) may leave weights elsewhere;
+        # None: where the token embedding is
+        self.execution_device: torch.device | None = None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -63,8 +66,9 @@ class TextEncoder:
 
     @property
     def device(self) -> torch.device:
-        """Where the weights are (and where ``encode`` returns its tensors)."""
-        return self.model.shared.weight.device
+        """Where encoding runs and ``encode`` returns its tensors: ``execution_device`` when set, else where the
+        weights are."""
+        return self.execution_device or self.model.shared.weight.device
 
     @property
     def hidden_size(self) -> int:

@@ -69,7 +69,7 @@ def quantize_fp8(
 class Fp8Linear(nn.Module):
     """A bias-free linear layer whose weight ``[out, in]`` is stored in fp8 and upcast per call.
 
-    ``weight`` is deliberately ``None`` (the fp8 data lives in the ``weight_fp8`` buffer): transformers'
+    ``weight`` is deliberately ``None`` (the fp8 data lives in the frozen ``weight_fp8`` parameter): transformers'
     T5 feed-forward casts its input to ``wo.weight.dtype`` when ``wo.weight`` is a tensor, which would
     cast activations to fp8. Inputs ``[..., in]`` are cast to ``compute_dtype``; the output ``[..., out]``
     is in ``compute_dtype``.
@@ -77,6 +77,7 @@ class Fp8Linear(nn.Module):
 
     weight = None
     bias = None
+    device_tolerant = True  # computes on the input's device wherever the weight was left (streams it then)
 
     def __init__(self, weight_fp8: torch.Tensor, scale: torch.Tensor | None, compute_dtype: torch.dtype):
         super().__init__()
@@ -84,19 +85,24 @@ class Fp8Linear(nn.Module):
             raise ValueError(f"Fp8Linear needs a 2-d fp8 weight, got {weight_fp8.dtype} {tuple(weight_fp8.shape)}")
         self.out_features, self.in_features = weight_fp8.shape
         self.compute_dtype = compute_dtype
-        self.register_buffer("weight_fp8", weight_fp8.detach())
+        # a frozen parameter (not a buffer), so memory managers that move parameters module by module see it
+        self.weight_fp8 = nn.Parameter(weight_fp8.detach(), requires_grad=False)
         scale = _as_row_scale(scale, self.out_features)
         if scale is not None:
             scale = scale.to(weight_fp8.device)
         self.register_buffer("weight_scale", scale)
 
-    def upcast_weight(self) -> torch.Tensor:
-        """The weight ``[out, in]`` in ``compute_dtype`` (scale applied)."""
-        return dequantize(self.weight_fp8, self.weight_scale, self.compute_dtype)
+    def upcast_weight(self, device: torch.device | None = None) -> torch.Tensor:
+        """The weight ``[out, in]`` in ``compute_dtype`` (scale applied), on ``device`` (default: where it is)."""
+        weight, scale = self.weight_fp8, self.weight_scale
+        if device is not None and weight.device != device:  # left on the host by a partial load: stream it
+            weight = weight.to(device, non_blocking=True)
+            scale = None if scale is None else scale.to(device, non_blocking=True)
+        return dequantize(weight, scale, self.compute_dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [..., in] -> [..., out]`` in ``compute_dtype``."""
-        return F.linear(x.to(self.compute_dtype), self.upcast_weight())
+        return F.linear(x.to(self.compute_dtype), self.upcast_weight(x.device))
 
     def extra_repr(self) -> str:
         scaled = "scaled" if self.weight_scale is not None else "unscaled"

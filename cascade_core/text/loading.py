@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..weights import read_tensors
+from ..weights import Source, iter_sources
 from .cache import DEFAULT_CACHE, EmbeddingCache
 from .encoder import TextEncoder
 from .fp8 import Fp8Linear, dequantize, quantize_fp8
@@ -50,17 +50,6 @@ def _expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _read(plan: TensorPlan, key: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The stored tensor for ``key`` and its fp8 scale (if any), moved to ``device``."""
-    path, name = plan.sources[key]
-    tensor = read_tensors(path, names=[name])[name].to(device)
-    scale = None
-    if key in plan.scales:
-        spath, sname = plan.scales[key]
-        scale = read_tensors(spath, names=[sname])[sname].to(device)
-    return tensor, scale
-
-
 def _dense(tensor: torch.Tensor, scale: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
     if scale is None:
         return tensor.to(dtype)
@@ -82,10 +71,11 @@ def _assign(model: nn.Module, key: str, tensor: torch.Tensor, scale: torch.Tenso
 
 
 def _materialize(model: nn.Module, plan: TensorPlan, expected, prec: Precision, device: torch.device) -> None:
-    for key in expected:
-        tensor, scale = _read(plan, key, device)
-        _assign(model, key, tensor, scale, prec)
-        del tensor, scale
+    """Read every expected tensor (and its fp8 scale) through the pack's one weight reader and assign it."""
+    scales = dict(iter_sources({k: Source(*v) for k, v in plan.scales.items()}, device=device))
+    for key, tensor in iter_sources({k: Source(*plan.sources[k]) for k in expected}, device=device):
+        _assign(model, key, tensor, scales.get(key), prec)
+        del tensor
     model.encoder.embed_tokens = model.shared  # re-tie: assigning replaced shared's Parameter
     left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t is not None and t.is_meta]
     if left:

@@ -74,18 +74,6 @@ _FIXED_VALUES: dict[str, tuple[Any, ...]] = {
     "downsample_padding": (1,),
     "dropout": (0, 0.0),
 }
-# diffusers' defaults for fields a config.json may omit.
-_DIFFUSERS_DEFAULTS: dict[str, Any] = {
-    "sample_size": None, "in_channels": 4, "out_channels": 4, "flip_sin_to_cos": True, "freq_shift": 0,
-    "mid_block_type": "UNetMidBlock2DCrossAttn", "only_cross_attention": False, "layers_per_block": 2,
-    "mid_block_scale_factor": 1.0, "act_fn": "silu", "norm_num_groups": 32, "norm_eps": 1e-5,
-    "cross_attention_dim": 1280, "encoder_hid_dim": None, "encoder_hid_dim_type": None,
-    "attention_head_dim": 8, "class_embed_type": None, "addition_embed_type": None,
-    "num_class_embeds": None, "resnet_time_scale_shift": "default", "resnet_skip_time_act": False,
-    "resnet_out_scale_factor": 1.0, "time_embedding_dim": None, "time_embedding_act_fn": None,
-    "mid_block_only_cross_attention": None, "cross_attention_norm": None, "addition_embed_type_num_heads": 64,
-    "use_linear_projection": False, "upcast_attention": False, "transformer_layers_per_block": 1,
-}
 _IGNORED_KEYS = {"_class_name", "_diffusers_version", "_name_or_path", "_use_default_values"}
 
 
@@ -117,46 +105,71 @@ class UNetConfig:
     reversed, as diffusers does. ``use_linear_projection``, ``upcast_attention`` and
     ``transformer_layers_per_block`` shape the Transformer2D levels (SD blocks) only; IF's simple
     attention does not read them (it always runs its softmax in fp32 on half inputs via SDPA).
+    The defaults are diffusers' ``UNet2DConditionModel`` defaults (the one set: a ``config.json`` that omits a
+    key means the same here as in diffusers); the IF presets live in :mod:`.presets`.
     """
 
-    down_block_types: tuple[str, ...]
-    up_block_types: tuple[str, ...]
-    block_out_channels: tuple[int, ...]
-    layers_per_block: tuple[int, ...]
-    only_cross_attention: tuple[bool, ...]
-    attention_head_dim: tuple[int, ...]
-    cross_attention_dim: int
-    sample_size: int | None = 64
-    in_channels: int = 3
-    out_channels: int = 6
-    mid_block_type: str | None = SIMPLE_ATTN_MID
-    mid_block_only_cross_attention: bool = False
-    act_fn: str = "gelu"
+    down_block_types: tuple[str, ...] = ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",)
+    up_block_types: tuple[str, ...] = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3
+    block_out_channels: tuple[int, ...] = (320, 640, 1280, 1280)
+    layers_per_block: tuple[int, ...] | int = 2
+    only_cross_attention: tuple[bool, ...] | bool = False
+    attention_head_dim: tuple[int, ...] | int = 8
+    cross_attention_dim: int = 1280
+    sample_size: int | None = None
+    in_channels: int = 4
+    out_channels: int = 4
+    mid_block_type: str | None = CROSS_ATTN_MID
+    mid_block_only_cross_attention: bool | None = None  # None: follows only_cross_attention when uniform
+    act_fn: str = "silu"
     norm_num_groups: int = 32
     norm_eps: float = 1e-5
     encoder_hid_dim: int | None = None
-    encoder_hid_dim_type: str | None = None
+    encoder_hid_dim_type: str | None = None  # None with an encoder_hid_dim means "text_proj" (old IF configs)
     addition_embed_type: str | None = None
     addition_embed_type_num_heads: int = 64
     class_embed_type: str | None = None
     num_class_embeds: int | None = None
     time_embedding_dim: int | None = None
     time_embedding_act_fn: str | None = None
-    resnet_time_scale_shift: str = "scale_shift"
+    resnet_time_scale_shift: str = "default"
     resnet_skip_time_act: bool = False
     resnet_out_scale_factor: float = 1.0
     mid_block_scale_factor: float = 1.0
-    cross_attention_norm: str | None = "group_norm"
+    cross_attention_norm: str | None = None
     flip_sin_to_cos: bool = True
     freq_shift: int = 0
     use_linear_projection: bool = False
     upcast_attention: bool = False
-    transformer_layers_per_block: tuple[int, ...] = ()  # () means one transformer layer per level
+    transformer_layers_per_block: tuple[int, ...] | int = 1
 
     def __post_init__(self) -> None:
-        if not self.transformer_layers_per_block:
-            object.__setattr__(self, "transformer_layers_per_block", (1,) * len(self.down_block_types))
+        self._normalise()
         self._validate()
+
+    def _normalise(self) -> None:
+        """One entry per down block for the per-block fields; tuples for the block lists; derived defaults."""
+        put = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        for key in ("down_block_types", "up_block_types", "block_out_channels"):
+            put(key, tuple(getattr(self, key)))
+        n = len(self.down_block_types)
+        layers = self.transformer_layers_per_block
+        if isinstance(layers, (list, tuple)) and any(isinstance(v, (list, tuple)) for v in layers):
+            raise ValueError(f"unet config: nested transformer_layers_per_block={layers!r} (per-layer counts) "
+                             "is not supported; give one count per block")
+        for key, kind in (("layers_per_block", int), ("only_cross_attention", bool), ("attention_head_dim", int),
+                          ("transformer_layers_per_block", int)):
+            put(key, _per_block(getattr(self, key), n, key, kind))
+        if self.encoder_hid_dim is not None and self.encoder_hid_dim_type is None:
+            put("encoder_hid_dim_type", "text_proj")  # old IF configs omit it; diffusers defaults it too
+        if self.mid_block_only_cross_attention is None:
+            oca = self.only_cross_attention
+            put("mid_block_only_cross_attention", bool(oca[0]) if len(set(oca)) == 1 else False)
+        if isinstance(self.cross_attention_dim, (list, tuple)):
+            dims = set(self.cross_attention_dim)
+            if len(dims) != 1:
+                raise ValueError("unet config: per-block cross_attention_dim values are not supported")
+            put("cross_attention_dim", dims.pop())
 
     # -- derived sizes ---------------------------------------------------------------------------
     @property
@@ -193,36 +206,15 @@ class UNetConfig:
     # -- construction ----------------------------------------------------------------------------
     @classmethod
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> "UNetConfig":
-        """Build from a diffusers ``UNet2DConditionModel`` config dict (missing keys take diffusers' defaults)."""
+        """Build from a diffusers ``UNet2DConditionModel`` config dict; missing keys take this class's defaults,
+        which are diffusers' own."""
         cfg = dict(config)
         own = {f.name for f in fields(cls)}
         check_diffusers_config(cfg, "UNet2DConditionModel", own | set(_FIXED_VALUES), "unet")
         for key, allowed in _FIXED_VALUES.items():
             if key in cfg and cfg[key] not in allowed:
                 raise ValueError(f"unet config: unsupported value {key}={cfg[key]!r} (supported: {list(allowed)})")
-        values = {**_DIFFUSERS_DEFAULTS, **{k: v for k, v in cfg.items() if k in own}}
-        if values["encoder_hid_dim"] is not None and values["encoder_hid_dim_type"] is None:
-            values["encoder_hid_dim_type"] = "text_proj"  # old IF configs omit it; diffusers defaults it too
-        n = len(values["down_block_types"])
-        values["layers_per_block"] = _per_block(values["layers_per_block"], n, "layers_per_block", int)
-        values["only_cross_attention"] = _per_block(values["only_cross_attention"], n, "only_cross_attention", bool)
-        values["attention_head_dim"] = _per_block(values["attention_head_dim"], n, "attention_head_dim", int)
-        layers = values["transformer_layers_per_block"]
-        if isinstance(layers, (list, tuple)) and any(isinstance(v, (list, tuple)) for v in layers):
-            raise ValueError(f"unet config: nested transformer_layers_per_block={layers!r} (per-layer counts) "
-                             "is not supported; give one count per block")
-        values["transformer_layers_per_block"] = _per_block(layers, n, "transformer_layers_per_block", int)
-        if values["mid_block_only_cross_attention"] is None:
-            oca = values["only_cross_attention"]
-            values["mid_block_only_cross_attention"] = bool(oca[0]) if len(set(oca)) == 1 else False
-        if isinstance(values["cross_attention_dim"], (list, tuple)):
-            dims = set(values["cross_attention_dim"])
-            if len(dims) != 1:
-                raise ValueError("unet config: per-block cross_attention_dim values are not supported")
-            values["cross_attention_dim"] = dims.pop()
-        for key in ("down_block_types", "up_block_types", "block_out_channels"):
-            values[key] = tuple(values[key])
-        return cls(**values)
+        return cls(**{k: v for k, v in cfg.items() if k in own})
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "UNetConfig":

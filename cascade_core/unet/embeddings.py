@@ -45,6 +45,8 @@ class AttentionPool(nn.Module):
     [query token; all tokens]. Heads split channels as head * (D / heads) + j.
     """
 
+    device_tolerant = True  # its own parameter moves to the input's device per call (see forward)
+
     def __init__(self, dim: int, num_heads: int, ops=DEFAULT_OPS, **factory):
         super().__init__()
         self.num_heads = num_heads
@@ -55,7 +57,8 @@ class AttentionPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, d = x.shape
-        cls = x.mean(dim=1, keepdim=True) + self.positional_embedding.to(x.dtype)
+        # .to(device=...): under partial loading (ComfyUI low-VRAM) this non-leaf parameter may stay on the host
+        cls = x.mean(dim=1, keepdim=True) + self.positional_embedding.to(device=x.device, dtype=x.dtype)
         seq = torch.cat([cls, x], dim=1)
 
         def heads(y: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """``load_unet``: diffusers model folders, IF repo folders and single safetensors files, loaded strictly.
 
-Tensors are read one at a time straight into a model built on the meta device, cast to the target
-dtype as they arrive, so peak host memory stays near one copy of the weights.
+Tensors are read one at a time (``weights.load_sources``, the pack's one loading path) straight into a model
+built on the meta device, stored in their target dtype as they arrive (fp8 for the Linear/Conv2d weights with
+``weight_dtype=torch.float8_e4m3fn``), so peak host memory stays near one copy of the weights.
 """
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from pathlib import Path
 
 import torch
 
-from ..weights import WeightFileError, file_sources, find_weight_files, load_sources, read_header
+from ..text.fp8 import FP8_DTYPES
+from ..weights import (Sources, Transform, WeightFileError, file_sources, find_weight_files, load_sources,
+                       read_header, read_header_and_metadata)
 from .config import UNetConfig
 from .inference import describe, infer_unet_config
 from .model import UNet
+from .ops import CAST_OPS, DEFAULT_OPS
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_unet", "default_device_dtype", "save_single_file", "load_state_dict_strict"]
+__all__ = ["load_unet", "default_device_dtype", "save_single_file"]
 
 
 def default_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.dtype]:
@@ -30,8 +34,8 @@ def default_device_dtype(device=None, dtype=None) -> tuple[torch.device, torch.d
     return device, dtype
 
 
-def _resolve(path: Path, dtype: torch.dtype) -> tuple[dict, list[Path]]:
-    """(config dict, weight files) for a folder or single file."""
+def _resolve(path: Path, dtype: torch.dtype) -> tuple[dict, UNetConfig, Sources, dict]:
+    """(config dict, parsed config, weight sources, headers read so far) for a folder or single file."""
     if path.is_dir():
         folder = path if (path / "config.json").is_file() else path / "unet"
         if not (folder / "config.json").is_file():
@@ -39,50 +43,69 @@ def _resolve(path: Path, dtype: torch.dtype) -> tuple[dict, list[Path]]:
                 f"{path} is neither a diffusers UNet folder (config.json + diffusion_pytorch_model.safetensors) "
                 "nor a model repo folder with a unet/ subfolder")
         try:
-            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            config_dict = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as e:
             raise WeightFileError(f"cannot read {folder / 'config.json'}: {e}") from None
-        UNetConfig.from_diffusers_config(config)  # report config problems before looking for weights
+        config = UNetConfig.from_diffusers_config(config_dict)  # config problems before looking for weights
         variant = "fp16" if dtype in (torch.float16, torch.bfloat16) else None
-        return config, find_weight_files(folder, "diffusion_pytorch_model", variant=variant)
-    if path.suffix != ".safetensors":
-        read_header(path)  # raises the right error (missing, pickle, not safetensors)
-    from safetensors import safe_open
-
-    header = read_header(path)
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
+        files = find_weight_files(folder, "diffusion_pytorch_model", variant=variant)
+        headers = {f: read_header(f) for f in files}
+        return config_dict, config, file_sources(files, headers=headers), headers
+    header, metadata = read_header_and_metadata(path)  # the right error: missing, pickle, not safetensors, truncated
     try:
-        return infer_unet_config(header, metadata), [path]
+        config_dict = infer_unet_config(header, metadata)
     except ValueError as e:
         raise WeightFileError(f"{path.name}: {e}") from None
+    headers = {path: header}
+    return config_dict, UNetConfig.from_diffusers_config(config_dict), file_sources([path], headers=headers), headers
 
 
-def load_state_dict_strict(model: torch.nn.Module, files: list[Path], *, device, dtype, what: str) -> None:
-    """Load ``files`` into ``model`` (built on meta) under their stored names, checking names and shapes first."""
-    load_sources(model, file_sources(files), device=device, dtype=dtype, what=what)
+def _storage(model: torch.nn.Module, dtype: torch.dtype, weight_dtype: torch.dtype) -> Transform:
+    """The per-key storage: Linear/Conv2d weights in ``weight_dtype``, every other floating tensor in ``dtype``."""
+    low = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+
+    def store(key: str, tensor: torch.Tensor) -> torch.Tensor:
+        if not tensor.is_floating_point():
+            return tensor
+        return tensor.to(weight_dtype if key in low else dtype)
+
+    return store
 
 
-def load_unet(path: str | os.PathLike, *, device=None, dtype=None) -> UNet:
+def load_unet(path: str | os.PathLike, *, device=None, dtype=None, weight_dtype: torch.dtype | None = None,
+              operations=None) -> UNet:
     """Load an IF UNet from a diffusers folder, a repo folder with ``unet/``, or a single ``.safetensors``.
 
     Single files carry no config: the architecture is inferred from tensor names and shapes
     (IF-I-XL/L/M, IF-II-L/M or any consistent variant). Loading is strict: missing, unexpected and
-    mis-shaped tensors are reported by name. Returns the model in eval mode, frozen, channels-last.
+    mis-shaped tensors are reported by name. ``dtype``: the compute dtype (and storage of everything else);
+    ``weight_dtype``: storage of the Linear/Conv2d weights when it differs, e.g. ``torch.float8_e4m3fn``
+    (about half of bf16's memory; the layers then cast per call: :data:`.ops.CAST_OPS`). ``operations``: the
+    layer constructors (default :data:`.ops.DEFAULT_OPS`, or ``CAST_OPS`` for another ``weight_dtype``; the nodes
+    pass ComfyUI's ``comfy.ops``). Returns the model in eval mode, frozen, channels-last.
     """
     path = Path(path)
     if not path.exists():
         raise WeightFileError(f"model path not found: {path}")
     device, dtype = default_device_dtype(device, dtype)
-    config_dict, files = _resolve(path, dtype)
-    config = UNetConfig.from_diffusers_config(config_dict)
+    weight_dtype = dtype if weight_dtype is None else weight_dtype
+    if weight_dtype not in (dtype, *FP8_DTYPES):
+        raise ValueError(f"load_unet: weight_dtype {weight_dtype} is not supported (None for {dtype}, or one of "
+                         f"{[str(d) for d in FP8_DTYPES]})")
+    if operations is None:
+        operations = DEFAULT_OPS if weight_dtype == dtype else CAST_OPS
+    config_dict, config, sources, headers = _resolve(path, dtype)
     with torch.device("meta"):
-        model = UNet(config)
-    load_state_dict_strict(model, files, device=device, dtype=dtype, what=f"{path.name} ({describe(config_dict)})")
+        model = UNet(config, operations=operations)
+    what = f"{path.name} ({describe(config_dict)})"
+    load_sources(model, sources, device=device, dtype=dtype, what=what, transform=_storage(model, dtype, weight_dtype),
+                 headers=headers)
     model.to(memory_format=torch.channels_last)
     model.eval().requires_grad_(False)
+    model.compute_dtype = dtype
     model.prediction_type = _prediction_type(path)
-    logger.info("loaded %s from %s (%s, %s, %s)", describe(config_dict), path, device, dtype, model.prediction_type)
+    logger.info("loaded %s from %s (%s, %s%s, %s)", describe(config_dict), path, device, dtype,
+                "" if weight_dtype == dtype else f", weights {weight_dtype}", model.prediction_type)
     return model
 
 

@@ -30,6 +30,9 @@ class UNet(nn.Module):
     # what the first out_channels (of 2x with learned variance) predict: "epsilon" (IF) or "v_prediction"; a
     # property of the training, not of the architecture: load_unet reads it from the repo's scheduler config
     prediction_type: str = "epsilon"
+    # the dtype activations run in when the weights are stored in fp8 (load_unet(weight_dtype=float8_e4m3fn) sets
+    # it; the layers are then casting ops); otherwise activations run in the weights' dtype
+    compute_dtype: torch.dtype = torch.bfloat16
 
     def __init__(self, config: UNetConfig, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None, operations=DEFAULT_OPS):
@@ -98,10 +101,14 @@ class UNet(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.conv_in.weight.dtype
+        """The compute dtype (inputs and text embeddings are cast to it): the weights' own, or for fp8 weights
+        ``compute_dtype``."""
+        stored = self.conv_in.weight.dtype
+        return self.compute_dtype if stored.itemsize == 1 else stored
 
     @property
     def device(self) -> torch.device:
+        """Where the first layer's weight is; under a memory manager that streams weights, ask the manager."""
         return self.conv_in.weight.device
 
     def _embedding(self, t: torch.Tensor, text: torch.Tensor, noise_level: torch.Tensor | None) -> torch.Tensor:

@@ -12,7 +12,7 @@ def test_oom_is_retried_once_after_unloading(pack, monkeypatch):
 
     unloaded = []
     monkeypatch.setattr(mm, "unload_all_models", lambda: unloaded.append(True))
-    monkeypatch.setattr(memory, "use", lambda handles: None)
+    monkeypatch.setattr(memory, "use", lambda handles, memory_required=0: None)
     attempts = []
 
     def flaky():
@@ -27,14 +27,15 @@ def test_oom_is_retried_once_after_unloading(pack, monkeypatch):
     def always():
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    with pytest.raises(RuntimeError, match="Base 64 Sampler: out of GPU memory.*batch_size.*T5 Loader device=cpu"):
+    advice = "Base 64 Sampler: out of GPU memory.*batch_size.*float8_e4m3fn.*T5 Loader device=cpu"
+    with pytest.raises(RuntimeError, match=advice):
         memory.run_with_oom_retry(always, [], "Base 64 Sampler")
 
 
 def test_other_errors_are_not_retried(pack, monkeypatch):
     from pixel_cascade.nodes import memory
 
-    monkeypatch.setattr(memory, "use", lambda handles: None)
+    monkeypatch.setattr(memory, "use", lambda handles, memory_required=0: None)
     calls = []
 
     def bad():
