@@ -97,6 +97,8 @@ def load_managed(kind: str, path: Path, build: Callable[[], tuple], *, dtype: to
     patcher = _patcher_class(partial)(ManagedModule(module, offload_device, manual_cast_dtype),
                                       load_device=load_device, offload_device=offload_device)
     handle = _LOADED[key] = ModelHandle(model=model, patcher=patcher, name=name, dtype=dtype, partial=partial)
+    logger.info("Pixel Cascade: loaded %s %s (%s, %s)", kind, name, "partial loading" if partial else "whole", dtype)
+    weakref.finalize(handle, logger.info, "Pixel Cascade: released %s %s", kind, name)
     return handle
 
 

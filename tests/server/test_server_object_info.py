@@ -29,7 +29,8 @@ def info(comfy) -> dict:
     return comfy.get("/object_info")
 
 
-OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"]}  # node id → optional inputs in order
+# node id → optional inputs in order
+OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"], "PixelCascadeUNetLoader": ["weight_dtype"]}
 
 
 def _inputs(node: dict) -> dict:
