@@ -80,8 +80,10 @@ class T5Loader(io.ComfyNode):
                                        "such as t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors in "
                                        "models/text_encoders."),
                 io.Combo.Input("device", options=["default", "cpu"], default="default",
-                               tooltip="cpu keeps T5 (9.5 GB in bf16) off a small GPU; encoding is then slower "
-                                       "but nothing else changes."),
+                               tooltip="default: ComfyUI's text-encoder device (the GPU unless --lowvram/--novram "
+                                       "say otherwise). On a card smaller than T5 (9.5 GB in bf16, 4.9 GB in fp8) "
+                                       "its layers that do not fit stream through the GPU as they run (usually "
+                                       "faster than the CPU). cpu keeps T5 off the GPU entirely."),
                 io.Combo.Input("dtype", options=T5_DTYPES, default="default",
                                tooltip="default: bfloat16 on GPU, float32 on CPU. float16 keeps the feed-forward "
                                        "output layers in float32 (T5 overflows otherwise). float8_e4m3fn stores "
