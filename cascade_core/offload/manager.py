@@ -331,7 +331,7 @@ class ModelManager:
             copied = False
             for slot, home, t in zip(e.weights.slots, e.home, current):
                 wanted = e.writeback or (e.writeback is None and slot.param is not None and slot.param.requires_grad)
-                if wanted and home is not t:
+                if wanted and home.data_ptr() != t.data_ptr():
                     home.copy_(t, non_blocking=True)
                     copied = True
             if copied and e.device.type == "cuda":

@@ -177,12 +177,14 @@ class BlockStreamer:
         return self._move(args), self._move(kwargs)
 
     def _root_post(self, module, args, output):
-        """Restore the units; prefetch the first unit of the next call (sampling loops call the model again)."""
-        if self._trace:
+        """Restore the units; prefetch the first unit of the next call (sampling loops call the model again).
+        After an exception (``output`` is None for ``always_call`` hooks) nothing is recorded or prefetched."""
+        failed = output is None
+        if self._trace and not failed:
             self.order = self._trace
         self._trace = []
         self.heal()
-        if self.order and self.is_ready:
+        if self.order and self.is_ready and not failed:
             self.inflight[self.order[0]] = self._fetch(self.order[0])
 
     def _fetch(self, i: int) -> _Fetched:
