@@ -163,3 +163,13 @@ def test_fp8_weights_count_one_byte_per_element():
     m.add("fp8", module, device="cpu")
     m.use("fp8")
     assert m.report().model("fp8").weight_bytes == 64 * 64 + 4
+
+
+def test_a_module_has_one_manager():
+    module = Stack()
+    first = ModelManager("model")
+    first.add("a", module, device="cpu")
+    with pytest.raises(ValueError, match="another ModelManager"):
+        ModelManager("model").add("b", module, device="cpu")
+    first.remove("a")
+    ModelManager("model").add("b", module, device="cpu")

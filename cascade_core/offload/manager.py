@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
@@ -34,6 +35,8 @@ from .tensors import Weights, build, cuda_ok, normalize_device, pin, tensor_byte
 __all__ = ["ModelManager", "MemoryBudgetError"]
 
 log = logging.getLogger(__name__)
+
+_OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (manager, name): one manager each
 
 
 class MemoryBudgetError(RuntimeError):
@@ -98,6 +101,11 @@ class ModelManager:
         with self._lock:
             if name in self._entries:
                 raise ValueError(f"ModelManager.add: a model named {name!r} is already registered")
+            owner = _OWNERS.get(module)
+            if owner is not None:
+                raise ValueError(f"ModelManager.add({name!r}): this module is already managed (as "
+                                 f"{owner[1]!r} by {'this' if owner[0] is self else 'another'} ModelManager); "
+                                 "remove it there first, or register a copy")
             device = normalize_device(device if device is not None else ("cuda" if cuda_ok() else "cpu"))
             weights = Weights.of(module)
             current = weights.current()
@@ -108,6 +116,7 @@ class ModelManager:
             elif any(t.device.type != "cpu" for t in current):
                 self._to_host(e)
             e.hook = module.register_forward_pre_hook(lambda m, a, n=name: self._on_call(n), prepend=True)
+            _OWNERS[module] = (self, name)
             self._entries[name] = e
             self._dirty = True
             return module
@@ -120,6 +129,7 @@ class ModelManager:
             if e.streamer is not None:
                 e.streamer.detach()
             e.hook.remove()
+            _OWNERS.pop(e.module, None)
             del self._entries[name]
             self._dirty = True
             return e.module
@@ -289,7 +299,10 @@ class ModelManager:
             log.info("evicting: %s", self.last_eviction.reason)
             self._offload(o)
             used -= freed
-        if used + need > usable:
+        if need > usable:
+            log.warning("model %s: streaming needs %.3f GiB (resident weights + the two largest blocks), more than "
+                        "the %.3f GiB usable on %s; going over the budget", e.name, need / GIB, usable / GIB, e.device)
+        elif used + need > usable:
             log.warning("model %s: %.2f GiB needed, %.2f of %.2f GiB usable on %s stay taken by models that are in "
                         "use or kept; going over the budget", e.name, need / GIB, used / GIB, usable / GIB, e.device)
 
