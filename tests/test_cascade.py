@@ -108,6 +108,9 @@ def test_cascade_model_policy_evicts_between_stages(reference):
     report = cascade.report()
     assert report.model("sr").state == "resident" and report.model("base").state == "offloaded"
     assert report.last_eviction.for_model == "sr"
+    cascade.close()
+    assert cascade.manager.names() == []
+    Cascade(t5, *unets, policy="keep", device="cpu")  # closed: the models may join another cascade
 
 
 def test_cascade_input_errors(base, sr):

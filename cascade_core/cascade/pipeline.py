@@ -111,8 +111,16 @@ class Cascade:
             return load_upscaler(value, device="cpu", dtype=dtype)
         return value if isinstance(value, Upscaler) else self._unet(value, dtype, "upscaler", super_resolution=True)
 
+    def close(self) -> None:
+        """Unregister this cascade's models from the manager: their weights go back to host memory and their
+        hooks are removed (another manager or cascade may then take them). Calling the cascade afterwards fails."""
+        for name in self._names:
+            if name in self.manager:
+                self.manager.remove(name)
+
     def _register(self) -> None:
         m, dev = self.manager, self.device
+        before = set(m.names())
         m.add("text_encoder", self.text_encoder.model, device=self.text_device)
         m.add("base", self.base, device=dev, keep_resident=[self.base.conv_in])
         if self.sr is not None:
@@ -125,6 +133,7 @@ class Cascade:
                 m.add("upscaler_text", up.text.model, device=dev)
         elif self.upscaler is not None:
             m.add("upscaler", self.upscaler, device=dev, keep_resident=[self.upscaler.conv_in])
+        self._names = [n for n in m.names() if n not in before]
 
     # -- running ------------------------------------------------------------------------------------
     @property
