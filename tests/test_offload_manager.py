@@ -173,3 +173,15 @@ def test_a_module_has_one_manager():
         ModelManager("model").add("b", module, device="cpu")
     first.remove("a")
     ModelManager("model").add("b", module, device="cpu")
+
+
+def test_a_model_added_on_its_device_stays_there():
+    """Registering a module already on its target device moves nothing (host copies are made on eviction)."""
+    m = ModelManager("model", device_budgets={"cpu": 10 * SIZE})
+    module = Stack()
+    m.add("a", module, device="cpu")
+    m.use("a")
+    before = [p.data_ptr() for p in module.parameters()]
+    m.offload("a")
+    m.use("a")
+    assert [p.data_ptr() for p in module.parameters()] == before  # CPU target: moves are no-ops

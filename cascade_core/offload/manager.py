@@ -245,7 +245,8 @@ class ModelManager:
             return
         if e.mode:
             log.info("model %s: policy %s -> %s", e.name, e.mode, mode)
-        self._offload(e)
+        if mode == "block" or e.mode == "block":  # keep <-> model: a resident model may stay where it is
+            self._offload(e)
         if e.streamer is not None:
             e.streamer.detach()
             e.streamer = None
