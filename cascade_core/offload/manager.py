@@ -13,7 +13,8 @@ the manager holds there. ``reserve_gib`` (default 1) is kept free on CUDA device
 
 Transfers build every moved tensor first and swap them in at once (:mod:`.tensors`), so an error or interrupt
 never leaves a model half-moved. On CUDA, host copies are pinned once and reused and copies are non-blocking;
-the only synchronisation is after a device-to-host copy, between stages.
+the only synchronisation is after a device-to-host copy, between stages. A registered module belongs to its
+manager: move it with ``use`` / ``offload`` (not ``module.to(...)``), ``remove`` it to take it back.
 """
 from __future__ import annotations
 
