@@ -15,8 +15,13 @@ _EXPORTS = {
     "SAMPLERS": "cascade_core.samplers",
     "CFGGuider": "cascade_core.guidance",
     "DynamicThreshold": "cascade_core.guidance",
-    # stage runner
+    # stage runner, the whole cascade and model placement
     "sample_stage": "cascade_core.stage",
+    "Cascade": "cascade_core.cascade",
+    "StageSettings": "cascade_core.cascade",
+    "ModelManager": "cascade_core.offload",
+    "MemoryReport": "cascade_core.offload",
+    "MemoryBudgetError": "cascade_core.offload",
     # text encoder
     "load_text_encoder": "cascade_core.text",
     # captioning and image-text similarity

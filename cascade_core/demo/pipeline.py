@@ -1,4 +1,5 @@
-"""The demo cascade in Python: load the demo models once per device, then T5 -> 64 -> 256 -> 1024."""
+"""The demo cascade in Python: load the demo models once per device, then T5 -> 64 -> 256 -> 1024 through a
+:class:`~cascade_core.cascade.Cascade` (policy ``auto``: the demo models are small, so they stay resident)."""
 from __future__ import annotations
 
 import threading
@@ -10,10 +11,11 @@ from ..stage import sample_stage, schedule_sigmas, unet_guider
 from ..unet.loading import default_device_dtype
 from .settings import NEGATIVE_PROMPT, STAGES
 
-__all__ = ["generate", "upscale", "demo_models"]
+__all__ = ["generate", "upscale", "demo_models", "demo_cascade"]
 
 STAGE_OF_SIZE = {64: "base64", 256: "sr256", 1024: "sr1024"}
 _MODELS: dict[str, dict] = {}
+_CASCADES: dict[str, object] = {}
 _LOCK = threading.Lock()
 
 
@@ -75,20 +77,28 @@ def _encode(models: dict, prompts: list[str]) -> tuple[torch.Tensor, torch.Tenso
     return positive, embeds[-1:].expand_as(positive)
 
 
-@torch.inference_mode()
+def demo_cascade(device=None):
+    """The demo models as a :class:`~cascade_core.cascade.Cascade` on ``device`` (built once per device)."""
+    from ..cascade import Cascade
+
+    models = demo_models(device)
+    key = str(default_device_dtype(device)[0])
+    with _LOCK:
+        if key not in _CASCADES:
+            _CASCADES[key] = Cascade(models["t5"], models["base64"], models["sr256"], models["sr1024"],
+                                     device=models["base64"].device, negative_prompt=NEGATIVE_PROMPT,
+                                     stages={"base": STAGES["base64"], "sr": STAGES["sr256"],
+                                             "upscaler": STAGES["sr1024"]})
+        return _CASCADES[key]
+
+
 def generate(prompts, *, seed: int = 0, guidance: float | None = None, steps=None, device=None,
              up_to: int = 1024) -> dict:
     """The cascade's outputs ``{size: [B, size, size, 3]}`` for the stages up to ``up_to`` (64, 256 or 1024)."""
     if up_to not in STAGE_OF_SIZE:
         raise ValueError(f"up_to must be one of {sorted(STAGE_OF_SIZE)}, got {up_to!r}")
     prompts = _prompts(prompts)
-    models = demo_models(device)
-    positive, negative = _encode(models, prompts)
-    out, low = {}, None
-    for size in [s for s in STAGE_OF_SIZE if s <= up_to]:
-        low = _run(models, size, positive, negative, low, seed=seed, guidance=guidance, steps=steps)
-        out[size] = pixels_to_images(low)
-    return out
+    return demo_cascade(device)(prompts, seed=seed, guidance=guidance, steps=steps, up_to=up_to)
 
 
 @torch.inference_mode()

@@ -1,20 +1,9 @@
 """Default sampling settings of the demo cascade: ``generate`` and the shipped demo workflow use these."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..cascade.settings import StageSettings
 
-
-@dataclass(frozen=True)
-class StageSettings:
-    """One stage's sampling settings (``noise_level``: SR stages' augmentation level of the low-res input)."""
-
-    steps: int
-    guidance: float
-    sampler: str = "ddpm"
-    schedule: str = "leading"
-    threshold_percentile: float = 0.95
-    threshold_max: float = 1.5
-    noise_level: int = 0
+__all__ = ["StageSettings", "STAGES", "NEGATIVE_PROMPT", "DEFAULT_PROMPT"]
 
 
 # model folder (under DEMO_DIR) -> settings; the order is the cascade's
