@@ -2,8 +2,8 @@
 """GPU benchmark of model placement: the full cascade (T5-XXL -> IF-I-XL 64 -> IF-II-L 256 -> x4 1024) per policy
 (keep, model, block, auto) under per-process memory fractions of 8 and 16 GiB and the whole card, against
 diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload (and no offload, on the whole card) on the
-same weights, plus T5-XXL offload and
-reload times from pinned memory (goal <= 1 s in bf16).
+same weights, plus T5-XXL offload and reload times from pinned memory (goal <= 1 s in bf16), and last ``auto+fp8``
+rows: ``auto`` with the IF-I / IF-II weights stored in fp8 (``float8_e4m3fn``, bf16 compute; T5 stays bf16).
 
 Random weights at the real sizes (bench/memory_models.py), bf16 (VAE fp32), one prompt with CFG, steps kept
 small (10/10/10) so the whole run takes a few minutes; our x4 stage decodes in 64-latent VAE tiles. Each row:
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.memory_models import build_models, diffusers_pipelines, real_sizes_gib  # noqa: E402
 from cascade_core.cascade import Cascade  # noqa: E402
 from cascade_core.offload import GIB, ModelManager  # noqa: E402
+from cascade_core.unet.ops import store_weights_in  # noqa: E402
 
 POLICIES = ("keep", "model", "block", "auto")
 PROMPT = "a photograph of a red fox in the snow, highly detailed"
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default=None, help="JSON path (default bench/results/memory_<card>.json)")
     ap.add_argument("--dry-run", action="store_true", help="tiny models on the CPU, same code")
     ap.add_argument("--no-diffusers", action="store_true")
+    ap.add_argument("--no-fp8", action="store_true", help="skip the auto+fp8 rows (IF-I/IF-II weights in fp8)")
     ap.add_argument("--budgets", default="8,16,card", help="GiB per run, comma-separated; card = no fraction")
     ap.add_argument("--steps", type=int, default=None, help="steps of every stage (default 10; dry run 2)")
     args = ap.parse_args(argv)
@@ -222,6 +224,14 @@ def main(argv: list[str] | None = None) -> dict:
                                              for b in budgets if b is not None]
             for mode, budget in runs if pipes is not None else ():
                 rows.append(bench.diffusers_row(pipes, mode, budget))
+                print(json.dumps(rows[-1]), flush=True)
+        if not args.no_fp8:  # last: converts the UNets in place (diffusers' pipelines share their tensors)
+            for unet in (models.base, models.sr):
+                store_weights_in(unet, torch.float8_e4m3fn, dtype)
+            pin_s += pin_models(models) if not args.dry_run else 0.0
+            for budget in budgets:
+                row = bench.cascade_row(models, "auto", budget)
+                rows.append(dict(row, policy="auto+fp8", weight_dtype="float8_e4m3fn"))
                 print(json.dumps(rows[-1]), flush=True)
     import diffusers
 

@@ -93,3 +93,26 @@ def test_config_defaults_are_diffusers_defaults():
         assert getattr(ours, field) == tuple(theirs[field]), field
     assert ours.layers_per_block == (theirs["layers_per_block"],) * 4
     assert ours.attention_head_dim == (theirs["attention_head_dim"],) * 4
+
+
+def test_converting_a_loaded_model_equals_loading_in_fp8(repos):
+    from cascade_core.unet.ops import store_weights_in
+
+    loaded = load_unet(repos / "sr", device="cpu", dtype=torch.float32, weight_dtype=E4M3)
+    converted = store_weights_in(load_unet(repos / "sr", device="cpu", dtype=torch.float32), E4M3, torch.float32)
+    assert torch.equal(_forward(converted), _forward(loaded))
+
+
+def test_cascade_with_fp8_weights():
+    """Cascade(weight_dtype=fp8) stores the UNets' and T5's large weights in fp8 and samples close to fp32."""
+    from _demo_models import require_demo
+
+    from cascade_core.cascade import Cascade
+
+    demo = require_demo("t5", "base64")
+    full = Cascade(demo / "t5", demo / "base64", policy="keep", device="cpu")
+    fp8 = Cascade(demo / "t5", demo / "base64", policy="keep", device="cpu", weight_dtype=E4M3)
+    assert {m.weight.dtype for m in fp8.base.modules() if isinstance(m, nn.Linear)} == {E4M3}
+    want = full("a large red circle on the left, on a white background", steps=6)[64]
+    got = fp8("a large red circle on the left, on a white background", steps=6)[64]
+    assert got.shape == want.shape and (got - want).abs().mean() < 0.1

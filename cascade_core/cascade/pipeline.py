@@ -48,7 +48,9 @@ class Cascade:
     ``base``: IF-I UNet or a path for ``load_unet``; ``sr``: IF-II UNet / path (optional); ``upscaler``: the SD x4
     upscaler (``load_upscaler``; a path to its repo folder or an ``*x4*`` file) or a pixel-space SR UNet such as
     the demo's ``sr1024`` (optional, needs ``sr``). Paths load to the host in ``dtype`` (bf16 with CUDA, else
-    fp32); the manager moves weights. ``policy`` / ``budget_gib`` / ``device_budgets`` / ``reserve_gib``: see
+    fp32), with ``weight_dtype`` (e.g. ``torch.float8_e4m3fn``: half of bf16's memory) as the storage of the
+    UNets' and T5's large weights when given; the manager moves weights. ``policy`` / ``budget_gib`` /
+    ``device_budgets`` / ``reserve_gib``: see
     :class:`~cascade_core.offload.ModelManager` (or pass your own ``manager``); ``device``: where the UNets run
     (default CUDA if present), ``text_device``: where T5 runs (default ``device``; e.g. ``"cpu"`` or
     ``"cuda:1"``). ``stages``: settings per role (``base`` / ``sr`` / ``upscaler``) over :data:`IF_STAGES`;
@@ -60,16 +62,20 @@ class Cascade:
                  text_device: str | torch.device | None = None, dtype: torch.dtype | None = None,
                  stages: Mapping[str, StageSettings] | None = None, negative_prompt: str = "",
                  device_budgets: Mapping[str, int] | None = None, reserve_gib: float = 1.0,
-                 manager: ModelManager | None = None, upscaler_options: Mapping | None = None):
+                 manager: ModelManager | None = None, upscaler_options: Mapping | None = None,
+                 weight_dtype: torch.dtype | None = None):
         if upscaler is not None and sr is None:
             raise ValueError("Cascade: an upscaler (stage III) needs an sr model (stage II) before it")
         self.device = _default_device(device)
         self.text_device = _default_device(text_device) if text_device is not None else self.device
         dtype = _default_dtype(self.device, dtype)
-        self.text_encoder = self._text(text_encoder, _default_dtype(self.text_device, dtype))
-        self.base = self._unet(base, dtype, "base", super_resolution=False)
-        self.sr = None if sr is None else self._unet(sr, dtype, "sr", super_resolution=True)
-        self.upscaler = None if upscaler is None else self._stage3(upscaler, dtype)
+        text_dtype = _default_dtype(self.text_device, dtype)
+        if weight_dtype is not None and text_dtype == torch.float32 and self.text_device.type != "cpu":
+            text_dtype = torch.bfloat16
+        self.text_encoder = self._text(text_encoder, text_dtype, weight_dtype)
+        self.base = self._unet(base, dtype, "base", super_resolution=False, weight_dtype=weight_dtype)
+        self.sr = None if sr is None else self._unet(sr, dtype, "sr", super_resolution=True, weight_dtype=weight_dtype)
+        self.upscaler = None if upscaler is None else self._stage3(upscaler, dtype, weight_dtype)
         self.negative_prompt = negative_prompt
         third = IF_STAGES["upscaler"] if isinstance(self.upscaler, Upscaler) else PIXEL_SR_STAGE
         self.stages = {**IF_STAGES, "upscaler": third, **(stages or {})}
@@ -80,22 +86,23 @@ class Cascade:
 
     # -- construction -----------------------------------------------------------------------------
     @staticmethod
-    def _text(value, dtype: torch.dtype):
+    def _text(value, dtype: torch.dtype, weight_dtype: torch.dtype | None):
         if isinstance(value, (str, os.PathLike)):
             from ..text import load_text_encoder
 
-            return load_text_encoder(value, device="cpu", dtype=dtype)
+            return load_text_encoder(value, device="cpu", dtype=dtype, weight_dtype=weight_dtype)
         if not (hasattr(value, "encode") and isinstance(getattr(value, "model", None), nn.Module)):
             raise TypeError(f"Cascade: text_encoder must be a TextEncoder (load_text_encoder) or a path, got "
                             f"{type(value).__name__}")
         return value
 
     @staticmethod
-    def _unet(value, dtype: torch.dtype, role: str, *, super_resolution: bool) -> UNet:
+    def _unet(value, dtype: torch.dtype, role: str, *, super_resolution: bool,
+              weight_dtype: torch.dtype | None = None) -> UNet:
         if isinstance(value, (str, os.PathLike)):
             from ..unet.loading import load_unet
 
-            value = load_unet(value, device="cpu", dtype=dtype)
+            value = load_unet(value, device="cpu", dtype=dtype, weight_dtype=weight_dtype)
         if not isinstance(value, UNet):
             raise TypeError(f"Cascade: {role} must be a UNet (load_unet) or a path, got {type(value).__name__}")
         if value.config.is_super_resolution != super_resolution:
@@ -104,12 +111,14 @@ class Cascade:
                              f"{'is' if value.config.is_super_resolution else 'is not'} a super-resolution model")
         return value
 
-    def _stage3(self, value, dtype: torch.dtype):
+    def _stage3(self, value, dtype: torch.dtype, weight_dtype: torch.dtype | None):
         if isinstance(value, (str, os.PathLike)) and _is_x4_path(Path(value)):
             from ..upscaler.loading import load_upscaler
 
-            return load_upscaler(value, device="cpu", dtype=dtype)
-        return value if isinstance(value, Upscaler) else self._unet(value, dtype, "upscaler", super_resolution=True)
+            return load_upscaler(value, device="cpu", dtype=dtype)  # the x4 (1.7 GB in bf16) keeps its dtype
+        if isinstance(value, Upscaler):
+            return value
+        return self._unet(value, dtype, "upscaler", super_resolution=True, weight_dtype=weight_dtype)
 
     def close(self) -> None:
         """Unregister this cascade's models from the manager: their weights go back to host memory and their

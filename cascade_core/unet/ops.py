@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DEFAULT_OPS", "CAST_OPS", "cast_like"]
+__all__ = ["DEFAULT_OPS", "CAST_OPS", "cast_like", "store_weights_in"]
 
 DEFAULT_OPS = SimpleNamespace(Linear=nn.Linear, Conv2d=nn.Conv2d, GroupNorm=nn.GroupNorm, LayerNorm=nn.LayerNorm,
                               Embedding=nn.Embedding)
@@ -68,3 +68,18 @@ class CastEmbedding(nn.Embedding):
 
 CAST_OPS = SimpleNamespace(Linear=CastLinear, Conv2d=CastConv2d, GroupNorm=CastGroupNorm, LayerNorm=CastLayerNorm,
                            Embedding=CastEmbedding)
+
+
+def store_weights_in(model: nn.Module, weight_dtype: torch.dtype, compute_dtype: torch.dtype) -> nn.Module:
+    """Convert a loaded model in place to ``weight_dtype`` storage of its Linear/Conv2d weights (e.g. fp8), with
+    casting layers computing in ``compute_dtype`` — what ``load_unet(weight_dtype=...)`` gives when loading.
+    Returns ``model``."""
+    swaps = {nn.Linear: CastLinear, nn.Conv2d: CastConv2d}
+    for m in model.modules():
+        if type(m) in swaps:
+            m.__class__ = swaps[type(m)]
+        if isinstance(m, (CastLinear, CastConv2d)):  # other subclasses (e.g. ComfyUI's) keep their storage
+            m.weight = nn.Parameter(m.weight.detach().to(weight_dtype), requires_grad=False)
+    if hasattr(model, "compute_dtype"):
+        model.compute_dtype = compute_dtype
+    return model
