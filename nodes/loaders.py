@@ -58,8 +58,8 @@ class UNetLoader(io.ComfyNode):
         stored = torch.float8_e4m3fn if weight_dtype == "float8_e4m3fn" else torch_dtype
 
         def build() -> tuple:
-            unet = load_unet(path, device=offload, dtype=torch_dtype, weight_dtype=stored,
-                             operations=memory.operations(stored, torch_dtype))
+            unet = load_unet(path, device=offload, dtype=torch_dtype, weight_dtype=stored)
+            memory.adopt_comfy_ops(unet, always_cast=stored != torch_dtype)  # ComfyUI's casting layers
             return unet, unet, f"{unet_name} ({describe(unet.config.to_dict())})"
 
         return io.NodeOutput(memory.load_managed(

@@ -1,11 +1,10 @@
 """Our models under ComfyUI's memory manager: ModelPatcher wrapping, GPU loading, reuse, OOM retry.
 
-Models whose weight layers are ComfyUI's ``comfy.ops`` (the UNets through their ``operations=`` hook, T5 by
-:func:`adopt_comfy_ops`) take part in ComfyUI's memory management fully: they are wrapped in
-``CoreModelPatcher`` where ComfyUI has it (0.3x: the Dynamic VRAM patcher when ``comfy-aimdo`` is active, else the
-plain one) and loaded without ``force_full_load``, so low-VRAM partial loading (``--lowvram``, ``--reserve-vram``,
-small cards) streams their weights layer by layer. Other models (GIT, CLIP, the x4 upscaler's VAE) are loaded
-whole, as before.
+Models whose weight layers are ComfyUI's ``comfy.ops`` (the UNets and T5, by :func:`adopt_comfy_ops`) take part
+in ComfyUI's memory management fully: they are wrapped in ``CoreModelPatcher`` where ComfyUI has it (0.3x: the
+Dynamic VRAM patcher when ``comfy-aimdo`` is active, else the plain one) and loaded without ``force_full_load``, so
+low-VRAM partial loading (``--lowvram``, ``--reserve-vram``, small cards) streams their weights layer by layer.
+Other models (GIT, CLIP, the x4 upscaler) are loaded whole, as before.
 """
 from __future__ import annotations
 
@@ -16,6 +15,8 @@ from typing import Callable, TypeVar
 
 import torch
 from torch import nn
+
+from cascade_core.unet.ops import CAST_OPS
 
 from ._comfy import ModelPatcher, comfy_ops, model_management, model_patcher
 from .types import ModelHandle
@@ -38,24 +39,27 @@ class ManagedModule(nn.Module):
         self.manual_cast_dtype = manual_cast_dtype
 
 
-def operations(weight_dtype: torch.dtype, compute_dtype: torch.dtype):
-    """ComfyUI's layer constructors for a UNet: ``manual_cast`` (every layer casts its weight per call) when the
-    weights are stored in another dtype than the compute one (fp8), else ``disable_weight_init`` (layers cast
-    only when ComfyUI offloads them)."""
-    return comfy_ops.manual_cast if weight_dtype != compute_dtype else comfy_ops.disable_weight_init
-
-
 _ADOPTED = ("Linear", "Conv2d", "GroupNorm", "LayerNorm", "Embedding")
 
 
-def adopt_comfy_ops(module: nn.Module) -> int:
-    """Turn the plain torch layers of a third-party model (transformers' T5) into ComfyUI's ``comfy.ops``
-    equivalents in place (same parameters; the classes only add ComfyUI's per-call weight casting), so that
-    partial loading can offload them. Returns how many layers were converted."""
-    ops, n = comfy_ops.disable_weight_init, 0
+def adopt_comfy_ops(module: nn.Module, *, always_cast: bool = False) -> int:
+    """Turn the weight layers of a loaded model (plain torch layers, or ``cascade_core``'s casting ones) into
+    ComfyUI's ``comfy.ops`` equivalents in place: same parameters, the classes only add ComfyUI's per-call weight
+    casting, so partial loading and Dynamic VRAM can offload them. ``always_cast``: ``manual_cast`` layers (cast
+    every call: weights stored in another dtype, e.g. fp8), else ``disable_weight_init`` (cast only when ComfyUI
+    offloads the layer). Returns how many layers were converted.
+
+    Why after loading and not through the UNet's ``operations=`` hook: ComfyUI 0.33's ``comfy.ops`` layers skip
+    allocating their weights when Dynamic VRAM is on (they expect ``load_state_dict``), so a model built from them
+    has no weights to check a checkpoint against; the pack's one strict loading path needs real layers. The classes
+    hold no state of their own (``comfy_cast_weights`` and the weight-function lists are class attributes), so
+    changing a layer's class is exact."""
+    ops = comfy_ops.manual_cast if always_cast else comfy_ops.disable_weight_init
+    n = 0
     for m in module.modules():
         for name in _ADOPTED:
-            if type(m) is getattr(nn, name):
+            base = getattr(nn, name)
+            if isinstance(m, base) and type(m).__module__ in (base.__module__, CAST_OPS.Linear.__module__):
                 m.__class__ = getattr(ops, name)
                 n += 1
     return n
