@@ -5,6 +5,21 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from _comfy_host import comfyui_tree, tree_version, version_mismatch  # noqa: E402
+
+
+def pytest_report_header(config):
+    """Say which ComfyUI host this session tests (``scripts/test.sh`` runs two)."""
+    tree = comfyui_tree()
+    version = tree_version(tree)
+    return f"ComfyUI host: {version or 'not installed'} at {tree} (python {sys.executable})"
+
+
+def pytest_configure(config):
+    problem = version_mismatch(tree_version(comfyui_tree()), f"the tree {comfyui_tree()}")
+    if problem:
+        raise pytest.UsageError(problem)
+
 
 @pytest.fixture(scope="session")
 def x4_repo(tmp_path_factory):
