@@ -8,11 +8,13 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _comfy_host import comfyui_tree, tree_version, version_mismatch  # noqa: E402
 
 
-def pytest_report_header(config):
-    """Say which ComfyUI host this session tests (``scripts/test.sh`` runs two)."""
-    tree = comfyui_tree()
-    version = tree_version(tree)
-    return f"ComfyUI host: {version or 'not installed'} at {tree} (python {sys.executable})"
+def pytest_sessionstart(session):
+    """Say which ComfyUI host this session tests (``scripts/test.sh`` runs two), also under ``-q``."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        tree = comfyui_tree()
+        reporter.write_line(f"ComfyUI host: {tree_version(tree) or 'not installed'} at {tree} "
+                            f"(python {sys.executable})")
 
 
 def pytest_configure(config):
