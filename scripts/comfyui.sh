@@ -31,6 +31,7 @@ ROOT="${COMFY_ROOT:-$HERE/.comfy_runtime}"
 VERSION="${COMFY_VERSION:-0.3.75}"
 case "$VERSION" in
   0.3.75)
+    OWN_VENV=""
     PY="${PYTHON:-python}"
     COMFY="${COMFYUI_DIR:-$ROOT/ComfyUI}"
     PORT="${COMFY_PORT:-8199}"
@@ -38,8 +39,8 @@ case "$VERSION" in
     RUN="${COMFY_RUN:-$ROOT}"
     STATE="$ROOT" ;;
   0.33.0)
-    VENV="${COMFY_VENV:-$HERE/.venv-033}"
-    PY="${PYTHON:-$VENV/bin/python}"
+    OWN_VENV="${COMFY_VENV:-$HERE/.venv-033}"
+    PY="${PYTHON:-$OWN_VENV/bin/python}"
     COMFY="${COMFYUI_DIR:-$ROOT/$VERSION/ComfyUI-$VERSION}"
     PORT="${COMFY_PORT:-8200}"
     BASE="${COMFY_BASE:-$ROOT/$VERSION/base}"
@@ -51,6 +52,7 @@ HORDE_VERSION="2.22.2"
 URL="http://127.0.0.1:$PORT"
 
 log() { printf '[comfyui.sh] %s\n' "$*" >&2; }
+pip_strict() { "$PY" -m pip install --disable-pip-version-check -q "$@" 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }; }
 pipq() { "$PY" -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "^WARNING: Location 'file:" || true; }
 
 install_tree() {
@@ -85,13 +87,12 @@ unpack_tree() {
 
 ensure_venv() {
   # only for a host with its own venv (0.33.0), and only when PYTHON does not name an environment
-  [ -n "${VENV:-}" ] && [ -z "${PYTHON:-}" ] || return 0
-  [ -x "$PY" ] || { log "creating $VENV"; python3 -m venv "$VENV"; }
-  "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
+  [ -n "$OWN_VENV" ] && [ -z "${PYTHON:-}" ] || return 0
+  [ -x "$PY" ] || { log "creating $OWN_VENV"; python3 -m venv "$OWN_VENV"; }
+  pip_strict --upgrade pip
   # torch first: installing it first keeps pip from pulling a multi-GB CUDA build for "torch>=2.1"
-  "$PY" -c 'import torch' 2>/dev/null \
-    || "$PY" -m pip install -q --disable-pip-version-check "${TORCH_SPEC:-torch==2.13.0}"
-  "$PY" -m pip install -q --disable-pip-version-check -e "$HERE[test]"
+  "$PY" -c 'import torch' 2>/dev/null || pip_strict "${TORCH_SPEC:-torch==2.13.0}"
+  pip_strict -e "$HERE[test]"
 }
 
 install_torchaudio() {
