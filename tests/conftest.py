@@ -5,6 +5,23 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+from _comfy_host import comfyui_tree, tree_version, version_mismatch  # noqa: E402
+
+
+def pytest_sessionstart(session):
+    """Say which ComfyUI host this session tests (``scripts/test.sh`` runs two), also under ``-q``."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        tree = comfyui_tree()
+        reporter.write_line(f"ComfyUI host: {tree_version(tree) or 'not installed'} at {tree} "
+                            f"(python {sys.executable})")
+
+
+def pytest_configure(config):
+    problem = version_mismatch(tree_version(comfyui_tree()), f"the tree {comfyui_tree()}")
+    if problem:
+        raise pytest.UsageError(problem)
+
 
 @pytest.fixture(scope="session")
 def x4_repo(tmp_path_factory):

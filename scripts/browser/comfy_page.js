@@ -40,10 +40,14 @@ async function openComfy(base, { width = 1600, height = 900 } = {}) {
   return { page, log, close };
 }
 
-// Visible dialogs' text (the missing-nodes dialog reads "This workflow has missing nodes").
+// Visible dialogs' and error notices' text. The missing-node report is a dialog in frontend 1.32 (ComfyUI
+// 0.3.75: "This workflow has missing nodes") and a status notice in 1.49 (ComfyUI 0.33.0:
+// div[role=status][data-testid=error-overlay], "Missing node: X ... View details").
+const DIALOGS = '.p-dialog, [role="dialog"], [role="status"][data-testid="error-overlay"]';
 async function visibleDialogs(page) {
-  return page.evaluate(() => [...document.querySelectorAll('.p-dialog, [role="dialog"]')]
-    .filter(d => d.offsetParent !== null).map(d => d.innerText.slice(0, 300)));
+  return page.evaluate(sel => [...document.querySelectorAll(sel)]
+    .filter(d => d.offsetParent !== null || d.getClientRects().length > 0).map(d => d.innerText.slice(0, 300)),
+  DIALOGS);
 }
 
 module.exports = { openComfy, visibleDialogs };

@@ -1,7 +1,8 @@
 """Node-level tests without a server: ComfyUI's modules are imported in-process and our pack is loaded
 under its own package name, as ComfyUI loads custom nodes (so ``nodes`` stays ComfyUI's ``nodes.py``).
 
-ComfyUI comes from ``COMFYUI_DIR`` or ``.comfy_runtime/ComfyUI`` (``scripts/comfyui.sh install``). Without
+ComfyUI comes from ``COMFYUI_DIR``, else from the tree ``scripts/comfyui.sh install`` makes for
+``COMFY_VERSION`` (``.comfy_runtime/ComfyUI`` for the default 0.3.75; see ``tests/_comfy_host.py``). Without
 it these tests are skipped locally and fail in CI.
 """
 from __future__ import annotations
@@ -12,27 +13,35 @@ import sys
 from pathlib import Path
 
 import pytest
+from _comfy_host import comfyui_tree, version_mismatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _comfy_dir() -> Path | None:
-    path = Path(os.environ.get("COMFYUI_DIR", ROOT / ".comfy_runtime" / "ComfyUI"))
+    path = comfyui_tree()
     return path if (path / "comfy").is_dir() else None
 
 
 @pytest.fixture(scope="session")
 def pack():
     """Our node pack, imported the way ComfyUI imports a custom node folder."""
-    comfy = _comfy_dir()
-    if comfy is None:
+    tree = _comfy_dir()
+    if tree is None:
         if os.environ.get("CI"):
             pytest.fail("ComfyUI not found: run scripts/comfyui.sh install (or set COMFYUI_DIR)")
         pytest.skip("ComfyUI not installed (scripts/comfyui.sh install)")
-    if str(comfy) not in sys.path:
-        sys.path.insert(0, str(comfy))
+    if str(tree) not in sys.path:
+        sys.path.insert(0, str(tree))
     import comfy.options
+    import comfyui_version
 
+    imported = Path(comfy.options.__file__).resolve().parents[1]
+    if imported != tree.resolve():
+        pytest.fail(f"imported ComfyUI from {imported}, not {tree}", pytrace=False)
+    problem = version_mismatch(comfyui_version.__version__, f"the imported ComfyUI at {imported}")
+    if problem:
+        pytest.fail(problem, pytrace=False)
     comfy.options.enable_args_parsing(False)
     from comfy.cli_args import args
 

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from _comfy_host import comfy_root
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "comfyui.sh"
-ROOT = Path(os.environ.get("COMFY_ROOT") or REPO / ".comfy_runtime")  # scripts/comfyui.sh's COMFY_ROOT
+ROOT = comfy_root()  # scripts/comfyui.sh's COMFY_ROOT
 
 
 def in_ci() -> bool:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from _checkpoints import build_models
+from _comfy_host import comfyui_tree, tree_version, version_mismatch
 from _client import ComfyServer
 from _runtime import REPO, ROOT, SCRIPT, unavailable
 
@@ -50,7 +51,7 @@ def comfyui_dir() -> Path:
         unavailable("scripts/comfyui.sh install timed out")
     if done.returncode != 0:
         unavailable(f"scripts/comfyui.sh install failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return ROOT / "ComfyUI"
+    return comfyui_tree()  # the tree install made for $COMFY_VERSION (0.3.75 by default)
 
 
 @pytest.fixture(scope="session")
@@ -78,6 +79,12 @@ def comfy(comfyui_dir: Path, artifacts: Path, tmp_path_factory) -> ComfyServer:
         started = _script("start", env, timeout=180)
         if started.returncode != 0:
             pytest.fail(f"ComfyUI did not start:\n{started.stderr[-3000:]}", pytrace=False)
+        running = server.get("/system_stats").get("system", {}).get("comfyui_version")
+        problem = version_mismatch(running, f"the server started from {comfyui_dir}") or (
+            None if running == tree_version(comfyui_dir) else
+            f"the server reports ComfyUI {running}, but {comfyui_dir} is {tree_version(comfyui_dir)}")
+        if problem:
+            pytest.fail(problem, pytrace=False)
         info = server.get("/object_info")
         absent = [n for n in OUR_NODES if n not in info]
         if absent:

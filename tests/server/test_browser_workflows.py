@@ -19,9 +19,11 @@ pytestmark = [pytest.mark.server, pytest.mark.browser]
 UI_CHECK = Path(__file__).with_name("ui_check.js")
 RUN_STEPS = 3
 DEMO_RUN_STEPS = 1  # the demo workflow runs on the real demo models (its 1024 px stage is the slow one)
-# known noise of the 1.32 frontend on a closed network: 404s for optional user files, blocked api.comfy.org
-# look-ups, and a TypeError in its first-load tab restore
-BENIGN_CONSOLE = ("Failed to load resource", "Content Security Policy", "reading 'id'")
+# known noise on a closed network: 404s for optional user files, blocked api.comfy.org look-ups, a TypeError in
+# the 1.32 frontend's first-load tab restore, and the 1.49 frontend's (ComfyUI 0.33.0) early-access warning on
+# a bare page load
+BENIGN_CONSOLE = ("Failed to load resource", "Content Security Policy", "reading 'id'",
+                  "ComfyApp graph accessed before initialization")
 
 
 def _check_in_browser(comfy, env: dict, ui: dict, tmp_path: Path, shot: Path, run_steps: int = 0,
@@ -67,7 +69,8 @@ def test_ui_workflow_loads_and_converts_to_the_api_workflow(browser_env, comfy, 
 
 
 def test_missing_node_is_detected(browser_env, comfy, artifacts, tmp_path):
-    """Negative control: a workflow with a node type the server lacks shows the missing-nodes dialog."""
+    """Negative control: a workflow with a node type the server lacks shows the missing-nodes dialog (frontend
+    1.32) or notice (1.49)."""
     ui = map_widgets(load(ui_path_for(api_paths()[0])), MODEL_INPUTS, TEST_MODELS)
     ui["nodes"][0]["type"] = "PixelCascadeNoSuchNode"
     state = _check_in_browser(comfy, browser_env, ui, tmp_path, artifacts / "workflow_missing_node.png")
