@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="also bf16 (default only on CUDA)")
+    ap.add_argument("--stages", default=",".join(SIZES), help="comma-separated, of " + ", ".join(SIZES))
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fp8_error.json")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -90,7 +91,7 @@ def main() -> None:
     embeds, _ = t5.encode(prompts + [NEGATIVE_PROMPT])
     positive, negative = embeds[:-1], embeds[-1:].expand(len(prompts), -1, -1)
     rows, low = [], None
-    for name in SIZES:
+    for name in args.stages.split(","):
         models = {m: load_unet(DEMO_DIR / name, device=device, dtype=d, weight_dtype=w) for m, (d, w) in modes.items()}
         nbytes = {m: sum(p.numel() * p.element_size() for p in u.parameters()) for m, u in models.items()}
         images = {m: [] for m in modes}
@@ -110,7 +111,7 @@ def main() -> None:
         rows.append(row)
         low = refs_64  # the next stage upsamples the fp32 reference's images
     result = {"what": "fp8 (e4m3fn) UNet weights vs bf16 vs fp32 on the demo cascade's trained UNets, same seeds",
-              "rows": rows, "prompts": prompts, "seeds": args.seeds, "device": str(device),
+              "rows": rows, "prompts": prompts, "stages": args.stages, "seeds": args.seeds, "device": str(device),
               "machine": f"{platform.node()} {platform.processor() or platform.machine()}, torch {torch.__version__}",
               "seconds": round(time.perf_counter() - start, 1)}
     others = [m for m in modes if m != "fp32"]

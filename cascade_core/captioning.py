@@ -45,12 +45,18 @@ class Captioner(FrozenModel):
         with torch.inference_mode():
             return self.preprocessor(images, device=self.device, dtype=self.dtype)
 
-    def prompt_ids(self, prompt: str, batch: int) -> torch.Tensor | None:
-        """``[batch, 1 + n]`` ids ``[CLS] + prompt`` (GIT's VQA / caption-prefix input), ``None`` for no prompt."""
+    def prompt_ids(self, prompt: str, batch: int, max_new_tokens: int = 0) -> torch.Tensor | None:
+        """``[batch, 1 + n]`` ids ``[CLS] + prompt`` (GIT's VQA / caption-prefix input), ``None`` for no prompt.
+        Raises ``ValueError`` when the prompt and ``max_new_tokens`` together exceed GIT's text positions."""
         prompt = prompt.strip()
         if not prompt:
             return None
         ids = [self.tokenizer.cls_token_id] + self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        limit = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        if limit and len(ids) + max_new_tokens > limit:
+            raise ValueError(f"prompt is {len(ids) - 1} tokens long and max_new_tokens is {max_new_tokens}, but this "
+                             f"GIT model reads at most {limit} text tokens in all: shorten the prompt to under "
+                             f"{max(limit - max_new_tokens - 1, 0)} tokens or lower max_new_tokens")
         return torch.tensor([ids] * batch, dtype=torch.long, device=self.device)
 
     def caption(
@@ -85,7 +91,7 @@ class Captioner(FrozenModel):
         with _seeded(seed if do_sample else None, self.device), torch.inference_mode():
             for start in range(0, pixels.shape[0], batch_size):
                 chunk = pixels[start:start + batch_size]
-                input_ids = self.prompt_ids(prompt, chunk.shape[0])
+                input_ids = self.prompt_ids(prompt, chunk.shape[0], max_new_tokens)
                 ids = self.model.generate(pixel_values=chunk, input_ids=input_ids, **options)
                 if input_ids is not None:
                     ids = ids[:, input_ids.shape[1]:]

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from .weights import WeightFileError, find_weight_files
+from .weights import WeightFileError, find_weight_files, read_header
 
 __all__ = [
     "ModelFolderError",
@@ -106,13 +106,17 @@ def _has_image_processor(path: Path) -> bool:
 
 def load_model(model_class: Any, folder: Path, *, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     """``model_class.from_pretrained`` on local safetensors only, cast to ``dtype``, on ``device``, frozen."""
-    find_weight_files(folder, "model")  # a clear error for missing weights or pickle-only folders
+    for weights in find_weight_files(folder, "model"):  # missing weights, pickle-only folders, missing shards
+        read_header(weights)  # empty, truncated or foreign files: named here, before transformers reads them
     try:
         model, info = model_class.from_pretrained(
             str(folder), dtype=dtype, use_safetensors=True, local_files_only=True, output_loading_info=True,
             ignore_mismatched_sizes=True)  # reported below, by name
-    except (OSError, ValueError, RuntimeError) as e:
-        raise ModelFolderError(f"transformers could not load {folder} as {model_class.__name__}: {e}") from None
+    except MemoryError:
+        raise  # host out-of-memory: the caller frees memory and retries
+    except Exception as e:  # transformers, safetensors and tokenizers raise many types of their own
+        raise ModelFolderError(f"transformers could not load {folder} as {model_class.__name__}: "
+                               f"{type(e).__name__}: {e}") from None
     problems = {k: sorted(info.get(k) or [], key=str) for k in ("missing_keys", "mismatched_keys")}
     if any(problems.values()):
         shown = "; ".join(f"{len(v)} {k.replace('_', ' ')} (e.g. {', '.join(_key(x) for x in v[:3])})"

@@ -6,11 +6,12 @@ from dataclasses import replace
 from cascade_core.text import pad_chunks
 
 from ._comfy import io
+from .checks import CheckedNode
 from .loaders import CATEGORY
 from .types import CONDITIONING, GUIDER, UNET, GuiderSpec, ModelHandle, TextConditioning
 
 
-class CFGGuider(io.ComfyNode):
+class CFGGuider(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -9,6 +9,7 @@ from cascade_core.unet.inference import describe
 from cascade_core.unet.loading import load_unet
 
 from . import memory, model_files
+from .checks import CheckedNode
 from ._comfy import io, model_management
 from .types import T5, UNET
 
@@ -18,7 +19,9 @@ T5_DTYPES = UNET_DTYPES + ["float8_e4m3fn"]
 WEIGHT_DTYPES = ["default", "float8_e4m3fn"]
 
 
-class UNetLoader(io.ComfyNode):
+class UNetLoader(CheckedNode):
+    MODEL_FOLDERS = {"unet_name": "models/pixel_cascade/<repo>/ or models/diffusion_models/"}
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -43,12 +46,6 @@ class UNetLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, unet_name: str) -> bool | str:
-        # ComfyUI 0.3.75 does not check V3 combo values itself: a missing file must still fail at validation.
-        return model_files.check_choice(unet_name, model_files.unet_choices(), "unet_name",
-                                        "models/pixel_cascade/<repo>/ or models/diffusion_models/")
-
-    @classmethod
     def execute(cls, unet_name: str, dtype: str, weight_dtype: str = "default") -> io.NodeOutput:
         path = model_files.resolve(unet_name, model_files.UNET_FILES)
         load_device, offload = model_management.get_torch_device(), model_management.unet_offload_device()
@@ -67,7 +64,9 @@ class UNetLoader(io.ComfyNode):
             options=(stored,), partial=True, manual_cast_dtype=torch_dtype if stored != torch_dtype else None))
 
 
-class T5Loader(io.ComfyNode):
+class T5Loader(CheckedNode):
+    MODEL_FOLDERS = {"t5_name": "models/pixel_cascade/<repo>/ or models/text_encoders/"}
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -91,11 +90,6 @@ class T5Loader(io.ComfyNode):
             ],
             outputs=[T5.Output(display_name="t5")],
         )
-
-    @classmethod
-    def validate_inputs(cls, t5_name: str) -> bool | str:
-        return model_files.check_choice(t5_name, model_files.t5_choices(), "t5_name",
-                                        "models/pixel_cascade/<repo>/ or models/text_encoders/")
 
     @classmethod
     def execute(cls, t5_name: str, device: str, dtype: str) -> io.NodeOutput:

@@ -8,6 +8,7 @@ Other models (GIT, CLIP, the x4 upscaler) are loaded whole, as before.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import weakref
 from pathlib import Path
@@ -52,8 +53,8 @@ def adopt_comfy_ops(module: nn.Module, *, always_cast: bool = False) -> int:
     Why after loading and not through the UNet's ``operations=`` hook: ComfyUI 0.33's ``comfy.ops`` layers skip
     allocating their weights when Dynamic VRAM is on (they expect ``load_state_dict``), so a model built from them
     has no weights to check a checkpoint against; the pack's one strict loading path needs real layers. The classes
-    hold no state of their own (``comfy_cast_weights`` and the weight-function lists are class attributes), so
-    changing a layer's class is exact."""
+    keep their state in class attributes (``comfy_cast_weights``, the weight-function lists), so changing a layer's
+    class is exact, except the Embedding's ``bias = None``, which is set here."""
     ops = comfy_ops.manual_cast if always_cast else comfy_ops.disable_weight_init
     n = 0
     for m in module.modules():
@@ -61,6 +62,8 @@ def adopt_comfy_ops(module: nn.Module, *, always_cast: bool = False) -> int:
             base = getattr(nn, name)
             if isinstance(m, base) and type(m).__module__ in (base.__module__, CAST_OPS.Linear.__module__):
                 m.__class__ = getattr(ops, name)
+                if not hasattr(m, "bias"):  # comfy.ops' Embedding sets bias = None in reset_parameters, not run
+                    m.bias = None  # here; 0.33's partial loading reads every castable layer's bias
                 n += 1
     return n
 
@@ -118,35 +121,53 @@ def use(handles: list[ModelHandle], memory_required: int = 0) -> None:
         model_management.load_models_gpu(partial, memory_required=memory_required)
 
 
+_HOST_OOM = ("DefaultCPUAllocator", "can't allocate memory", "not enough memory")
+GIB = 1024 ** 3
+
+
 def is_out_of_memory(error: BaseException) -> bool:
-    """Whether ``error`` is a device out-of-memory error: ``torch.OutOfMemoryError``, or (newer torch, as newer
-    ComfyUI treats it) a ``torch.AcceleratorError`` whose message says "out of memory"."""
-    if isinstance(error, torch.OutOfMemoryError):
+    """Whether ``error`` is an out-of-memory error: on the device (``torch.OutOfMemoryError``, or with newer torch,
+    as newer ComfyUI treats it, a ``torch.AcceleratorError`` saying "out of memory") or on the host (``MemoryError``,
+    or torch's CPU allocator failing)."""
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
         return True
     accelerator_error = getattr(torch, "AcceleratorError", None)
-    return accelerator_error is not None and isinstance(error, accelerator_error) and \
-        "out of memory" in str(error).lower()
+    if accelerator_error is not None and isinstance(error, accelerator_error):
+        return "out of memory" in str(error).lower()
+    return isinstance(error, RuntimeError) and any(s in str(error) for s in _HOST_OOM)
+
+
+def check_fits(what: str, needed_bytes: int, device: torch.device, advice: str) -> None:
+    """Refuse up front work whose working memory (``needed_bytes``, an estimate) exceeds all of ``device``'s
+    memory (RAM for the CPU): it could never run, and trying would only stall the machine."""
+    total = model_management.get_total_memory(device)
+    if needed_bytes > 0.9 * total:
+        where = "RAM" if device.type == "cpu" else f"memory on {device}"
+        raise ValueError(f"{what} needs about {needed_bytes / GIB:.1f} GiB of working memory, more than the "
+                         f"{total / GIB:.1f} GiB of {where}: {advice}")
 
 
 def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str, memory_required: int = 0) -> T:
-    """Run ``fn``; on out-of-memory free everything else, retry once, then say what to change."""
+    """Run ``fn``; on out-of-memory (device or host) free everything else, retry once, then say what to change."""
     try:
         use(handles, memory_required)
         return fn()
     except Exception as e:
         if not is_out_of_memory(e):
             raise
-        logger.warning("%s ran out of GPU memory; unloading other models and retrying once", what)
+        logger.warning("%s ran out of memory; unloading other models and retrying once", what)
     model_management.unload_all_models()
     model_management.soft_empty_cache(True)
+    gc.collect()
     try:
         use(handles, memory_required)
         return fn()
     except Exception as e:
         if not is_out_of_memory(e):
             raise
+        need = f" (it needs about {memory_required / GIB:.1f} GiB beside the model)" if memory_required else ""
         raise RuntimeError(
-            f"{what}: out of GPU memory even after unloading other models. Lower batch_size or the image size, "
+            f"{what}: out of memory even after unloading other models{need}. Lower batch_size or the image size, "
             "load the UNet with weight_dtype float8_e4m3fn (Cascade UNet Loader), start ComfyUI with --lowvram, or "
             "run the T5 encoder on the CPU (T5 Loader device=cpu)."
         ) from e

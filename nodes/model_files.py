@@ -126,15 +126,6 @@ def resolve(name: str, file_folder: str) -> Path:
     return Path(path)
 
 
-def check_choice(name: str, choices: list[str], input_name: str, where: str) -> bool | str:
-    """True if ``name`` is an available model, else a message for the node's validation error."""
-    if name in choices:
-        return True
-    shown = ", ".join(choices[:10]) + (" ..." if len(choices) > 10 else "") if choices else "none found"
-    return (f"input '{input_name}': model {name!r} not found. Put the file or repo folder in {where} and refresh "
-            f"(available: {shown}).")
-
-
 def hf_folders(model_types: tuple[str, ...]) -> list[str]:
     """Demo folders, then repo folders in models/pixel_cascade, whose config.json has one of ``model_types``
     (GIT, CLIP, SigLIP)."""

@@ -11,6 +11,7 @@ from cascade_core.unet.footprint import activation_bytes
 
 from . import memory
 from ._comfy import ProgressBar, io, model_management
+from .checks import CheckedNode
 from .loaders import CATEGORY
 from .types import GUIDER, GuiderSpec
 
@@ -38,6 +39,9 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
     unet = spec.unet.model
     batch = stage.get("batch_size") or stage["low_res"].shape[0]
     room = activation_bytes(unet.config, 2 * batch, stage["height"], stage["width"], unet.dtype)  # 2x: CFG
+    size = f"{stage['width']}x{stage['height']}"
+    memory.check_fits(f"{node}: a {size} output (batch {batch})", room, spec.unet.device,
+                      "use a smaller image or batch (IF-II is made for 64 -> 256)")
 
     def go() -> torch.Tensor:
         device = spec.unet.device
@@ -67,7 +71,7 @@ def _check_kind(spec: GuiderSpec, node: str, want_sr: bool) -> None:
         raise ValueError(f"{node}: input 'guider' holds {spec.unet.name}, {kind}: {fix}.")
 
 
-class Base64Sampler(io.ComfyNode):
+class Base64Sampler(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -98,7 +102,7 @@ class Base64Sampler(io.ComfyNode):
         return io.NodeOutput(image)
 
 
-class SRUpsampler256(io.ComfyNode):
+class SRUpsampler256(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from . import memory
 from ._comfy import io
+from .checks import CheckedNode, require_valid
 from .loaders import CATEGORY
 from .types import CONDITIONING, T5, ModelHandle, TextConditioning
 
 
-class T5Encode(io.ComfyNode):
+class T5Encode(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -31,6 +32,7 @@ class T5Encode(io.ComfyNode):
 
     @classmethod
     def execute(cls, t5: ModelHandle, text: str, clean_caption: bool, long_prompt: bool = False) -> io.NodeOutput:
+        require_valid(cls, text=text)  # also when the text is wired from another node
         def encode():
             embeds, _ = t5.model.encode([text], clean_caption=clean_caption, long_prompt=long_prompt)
             return embeds, t5.model.filler()

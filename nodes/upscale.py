@@ -12,6 +12,7 @@ from cascade_core.upscaler.stage import sample_x4_stage
 
 from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
+from .checks import CheckedNode
 from .loaders import CATEGORY, UNET_DTYPES
 from .sampling import upsample_x4
 from .types import GUIDER, UPSCALER, GuiderSpec, ModelHandle
@@ -24,7 +25,9 @@ def upscaler_choices() -> list[str]:
     return model_files.repo_folders("low_res_scheduler") + model_files.files(CHECKPOINTS)
 
 
-class UpscalerLoader(io.ComfyNode):
+class UpscalerLoader(CheckedNode):
+    MODEL_FOLDERS = {"upscaler_name": "models/pixel_cascade/<repo>/ or models/checkpoints/"}
+
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -41,11 +44,6 @@ class UpscalerLoader(io.ComfyNode):
             ],
             outputs=[UPSCALER.Output(display_name="upscaler")],
         )
-
-    @classmethod
-    def validate_inputs(cls, upscaler_name: str) -> bool | str:
-        return model_files.check_choice(upscaler_name, upscaler_choices(), "upscaler_name",
-                                        "models/pixel_cascade/<repo>/ or models/checkpoints/")
 
     @classmethod
     def execute(cls, upscaler_name: str, dtype: str) -> io.NodeOutput:
@@ -65,7 +63,6 @@ class UpscalerLoader(io.ComfyNode):
 
 
 X4_ONLY = " x4 upscaler only (ignored with 'guider')."
-_ABSENT = object()
 WIRING = ("Wire exactly one of: 'upscaler' <- x4 Upscaler Loader (the SD x4 upscaler, latent space, its own CLIP "
           "prompt), or 'guider' <- Cascade CFG Guider <- Cascade UNet Loader with a pixel-space 256 -> 1024 SR UNet "
           "(e.g. demo/sr1024, the built-in demo's stage III; T5 conditioning as for stage II).")
@@ -78,7 +75,7 @@ def _wiring_error(upscaler_connected: bool, guider_connected: bool) -> str | Non
     return None
 
 
-class SRUpsampler1024(io.ComfyNode):
+class SRUpsampler1024(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -122,9 +119,10 @@ class SRUpsampler1024(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, image=_ABSENT, upscaler=_ABSENT, guider=_ABSENT) -> bool | str:
+    def extra_problems(cls, values: dict) -> list[str]:
         # linked inputs arrive as None at validation time; unconnected optional ones not at all
-        return _wiring_error(upscaler is not _ABSENT, guider is not _ABSENT) or True
+        error = _wiring_error("upscaler" in values, "guider" in values)
+        return [error] if error else []
 
     @classmethod
     def execute(cls, image: torch.Tensor, prompt: str, negative_prompt: str, steps: int, guidance: float,

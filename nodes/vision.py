@@ -10,6 +10,7 @@ from cascade_core.similarity import best_matches, load_embedder, rank
 
 from . import memory, model_files
 from ._comfy import io, model_management
+from .checks import CheckedNode, require_valid
 from .loaders import CATEGORY
 from .types import CAPTIONER, EMBEDDER, ModelHandle
 
@@ -32,7 +33,7 @@ def _load(kind: str, name: str, device: str, dtype: str, loader) -> ModelHandle:
     return memory.load_managed(kind, path, build, dtype=torch_dtype, load_device=load_device, offload_device=offload)
 
 
-class _FolderLoader(io.ComfyNode):
+class _FolderLoader(CheckedNode):
     """A loader of transformers folders from models/pixel_cascade filtered by ``config.json``'s model_type."""
 
     NODE_ID, DISPLAY, WHAT, MODEL_TYPES, KIND, OUTPUT, LOAD = "", "", "", (), "", None, None
@@ -55,26 +56,23 @@ class _FolderLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name: str) -> bool | str:
-        return model_files.check_choice(model_name, model_files.hf_folders(cls.MODEL_TYPES), "model_name",
-                                        f"models/pixel_cascade/<folder>/ (a {cls.WHAT} model)")
-
-    @classmethod
     def execute(cls, model_name: str, device: str, dtype: str) -> io.NodeOutput:
         return io.NodeOutput(_load(cls.KIND, model_name, device, dtype, cls.LOAD))
 
 
 class GITLoader(_FolderLoader):
     NODE_ID, DISPLAY, WHAT, MODEL_TYPES = "PixelCascadeGITLoader", "GIT Caption Model Loader", "GIT", GIT_TYPES
+    MODEL_FOLDERS = {"model_name": "models/pixel_cascade/<folder>/ (a GIT model)"}
     KIND, OUTPUT, LOAD = "git", CAPTIONER, staticmethod(load_captioner)
 
 
 class CLIPLoader(_FolderLoader):
     NODE_ID, DISPLAY, WHAT = "PixelCascadeCLIPLoader", "CLIP Embedding Model Loader", "CLIP or SigLIP"
+    MODEL_FOLDERS = {"model_name": "models/pixel_cascade/<folder>/ (a CLIP or SigLIP model)"}
     MODEL_TYPES, KIND, OUTPUT, LOAD = EMBEDDER_TYPES, "embedder", EMBEDDER, staticmethod(load_embedder)
 
 
-class GITCaption(io.ComfyNode):
+class GITCaption(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -99,6 +97,11 @@ class GITCaption(io.ComfyNode):
     @classmethod
     def execute(cls, model: ModelHandle, image: torch.Tensor, max_new_tokens: int, num_beams: int,
                 repetition_penalty: float, prompt: str) -> io.NodeOutput:
+        require_valid(cls, prompt=prompt)
+        try:
+            model.model.prompt_ids(prompt, 1, max_new_tokens)
+        except ValueError as e:
+            raise ValueError(f"GIT Caption: input 'prompt': {e}.") from None
         captions = memory.run_with_oom_retry(
             lambda: model.model.caption(image, max_new_tokens=max_new_tokens, num_beams=num_beams,
                                         repetition_penalty=repetition_penalty, prompt=prompt),
@@ -106,7 +109,7 @@ class GITCaption(io.ComfyNode):
         return io.NodeOutput(captions, ui={"text": captions})
 
 
-class EmbeddingSimilarity(io.ComfyNode):
+class EmbeddingSimilarity(CheckedNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
@@ -136,6 +139,7 @@ class EmbeddingSimilarity(io.ComfyNode):
     @classmethod
     def execute(cls, model: ModelHandle, image: torch.Tensor, texts: str, score: str,
                 image_b: torch.Tensor | None = None) -> io.NodeOutput:
+        require_valid(cls, texts=texts)
         lines = [t.strip() for t in texts.splitlines() if t.strip()]
         if not lines and image_b is None:
             raise ValueError("Embedding Similarity: nothing to compare with. Write texts (one per line) in 'texts' "

@@ -27,7 +27,7 @@ def test_oom_is_retried_once_after_unloading(pack, monkeypatch):
     def always():
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    advice = "Base 64 Sampler: out of GPU memory.*batch_size.*float8_e4m3fn.*T5 Loader device=cpu"
+    advice = "Base 64 Sampler: out of memory.*batch_size.*float8_e4m3fn.*T5 Loader device=cpu"
     with pytest.raises(RuntimeError, match=advice):
         memory.run_with_oom_retry(always, [], "Base 64 Sampler")
 
