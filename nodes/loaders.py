@@ -61,6 +61,7 @@ class UNetLoader(CheckedNode):
 
         return io.NodeOutput(memory.load_managed(
             "unet", path, build, dtype=torch_dtype, load_device=load_device, offload_device=offload,
+            where=f"Cascade UNet Loader: input 'unet_name' ({unet_name})",
             options=(stored,), partial=True, manual_cast_dtype=torch_dtype if stored != torch_dtype else None))
 
 
@@ -113,4 +114,5 @@ class T5Loader(CheckedNode):
             return encoder, encoder.model, t5_name
 
         return io.NodeOutput(memory.load_managed("t5", path, build, dtype=compute, load_device=load_device,
+                                                 where=f"T5 Text Encoder Loader: input 't5_name' ({t5_name})",
                                                  offload_device=offload, options=(weight_dtype,), partial=True))

@@ -85,19 +85,33 @@ def _patcher_class(partial: bool):
     return getattr(model_patcher, "CoreModelPatcher", ModelPatcher) if partial else ModelPatcher
 
 
+def _named(error: Exception, where: str) -> Exception:
+    """``error`` of the same type with its message prefixed by ``where`` (the node and input)."""
+    try:
+        return type(error)(f"{where}: {error}")
+    except TypeError:  # an exception type with another constructor
+        return ValueError(f"{where}: {error}")
+
+
 def load_managed(kind: str, path: Path, build: Callable[[], tuple], *, dtype: torch.dtype, load_device,
-                 offload_device, options: tuple = (), partial: bool = False,
+                 offload_device, where: str, options: tuple = (), partial: bool = False,
                  manual_cast_dtype: torch.dtype | None = None) -> ModelHandle:
     """The model loaded from ``path`` under ComfyUI's memory manager, reused when the same files were already
     loaded with the same dtype, devices and ``options``. ``build() -> (model, weights module, display name)``.
-    ``partial``: ComfyUI may load the weights module partially (it is built from ``comfy.ops`` layers); honoured
-    only when :func:`fully_castable` agrees, else the model is loaded whole."""
+    ``where``: the node and input, for messages (e.g. "Cascade UNet Loader: input 'unet_name'"), which name the
+    file too. ``partial``: ComfyUI may load the weights module partially (it is built from ``comfy.ops`` layers);
+    honoured only when :func:`fully_castable` agrees, else the model is loaded whole."""
     key = (kind, _identity(path), dtype, str(load_device), str(offload_device), options, partial)
     handle = _LOADED.get(key)
     if handle is not None:
         logger.info("reusing loaded %s %s", kind, path.name)
         return handle
-    model, module, name = build()
+    try:
+        model, module, name = build()
+    except MemoryError:
+        raise  # host out-of-memory: the node's caller retries and advises
+    except (ValueError, OSError) as e:  # the loaders' named errors (missing, broken, foreign files)
+        raise _named(e, where) from None
     if partial and not fully_castable(module):
         logger.info("%s %s has layers that cannot be offloaded one by one: it loads whole", kind, path.name)
         partial = False

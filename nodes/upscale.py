@@ -10,6 +10,8 @@ from cascade_core.samplers import SAMPLERS
 from cascade_core.upscaler.loading import load_upscaler
 from cascade_core.upscaler.stage import sample_x4_stage
 
+from cascade_core.unet.footprint import activation_bytes
+
 from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
 from .checks import CheckedNode
@@ -58,8 +60,9 @@ class UpscalerLoader(CheckedNode):
                 parts["text"] = model.text.model
             return model, parts, upscaler_name
 
+        where = f"x4 Upscaler Loader (stage III): input 'upscaler_name' ({upscaler_name})"
         return io.NodeOutput(memory.load_managed("upscaler", path, build, dtype=torch_dtype, load_device=load_device,
-                                                 offload_device=offload))
+                                                 offload_device=offload, where=where))
 
 
 X4_ONLY = " x4 upscaler only (ignored with 'guider')."
@@ -138,6 +141,13 @@ class SRUpsampler1024(CheckedNode):
         if low.shape[2] % 4 or low.shape[3] % 4:
             raise ValueError(f"SR Upsampler 1024: input 'image' is {low.shape[3]}x{low.shape[2]}; the x4 upscaler "
                              "needs sides that are multiples of 4: resize or crop the image first.")
+        if not tiling:
+            x4 = upscaler.model
+            batch, (h, w) = low.shape[0], low.shape[2:]
+            decode = batch * 16 * h * w * x4.vae.config.block_out_channels[0] * 4 * 3  # fp32, at the output size
+            memory.check_fits(f"SR Upsampler 1024: a {w}x{h} input (batch {batch}) without tiling",
+                              activation_bytes(x4.unet.config, 2 * batch, h, w, x4.unet.dtype) + decode,
+                              upscaler.device, "turn on 'tiling' (and lower tile_size), or use a smaller image")
         bar = ProgressBar(steps)
 
         def callback(info: dict) -> None:

@@ -19,7 +19,7 @@ DEVICE_TIP = "default: ComfyUI's GPU (or the CPU with --cpu); cpu keeps the mode
 DTYPE_TIP = "default: float16/bfloat16 on the GPU, float32 on the CPU."
 
 
-def _load(kind: str, name: str, device: str, dtype: str, loader) -> ModelHandle:
+def _load(kind: str, name: str, device: str, dtype: str, loader, node: str) -> ModelHandle:
     """Load a transformers folder from models/pixel_cascade under ComfyUI's memory management (reused if loaded)."""
     path = model_files.resolve(name, model_files.PACK_FOLDER)
     load_device = torch.device("cpu") if device == "cpu" else model_management.get_torch_device()
@@ -30,7 +30,8 @@ def _load(kind: str, name: str, device: str, dtype: str, loader) -> ModelHandle:
         model = loader(path, device=offload, dtype=torch_dtype)
         return model, model.model, name
 
-    return memory.load_managed(kind, path, build, dtype=torch_dtype, load_device=load_device, offload_device=offload)
+    return memory.load_managed(kind, path, build, dtype=torch_dtype, load_device=load_device, offload_device=offload,
+                               where=f"{node}: input 'model_name' ({name})")
 
 
 class _FolderLoader(CheckedNode):
@@ -57,7 +58,7 @@ class _FolderLoader(CheckedNode):
 
     @classmethod
     def execute(cls, model_name: str, device: str, dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(_load(cls.KIND, model_name, device, dtype, cls.LOAD))
+        return io.NodeOutput(_load(cls.KIND, model_name, device, dtype, cls.LOAD, cls.DISPLAY))
 
 
 class GITLoader(_FolderLoader):
