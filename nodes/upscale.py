@@ -99,9 +99,10 @@ class SRUpsampler1024(CheckedNode):
                                         X4_ONLY),
                 io.String.Input("negative_prompt", multiline=True, default="",
                                 tooltip="What to avoid (empty by default)." + X4_ONLY),
-                io.Int.Input("steps", default=75, min=1, max=1000,
-                             tooltip="Denoising steps (x4 upscaler: 75 as IF / diffusers use; guider: diffusers' "
-                                     "leading spacing, e.g. 8 for demo/sr1024)."),
+                io.Int.Input("steps", default=75, min=1, max=999,
+                             tooltip="Denoising steps (x4 upscaler: 75 as IF / diffusers use; at most 999, its "
+                                     "schedule's offset leaves no more; guider: diffusers' leading spacing, e.g. 8 "
+                                     "for demo/sr1024)."),
                 io.Float.Input("guidance", default=9.0, min=1.0, max=30.0, step=0.1,
                                tooltip="Classifier-free guidance scale (9 as IF uses)." + X4_ONLY +
                                        " The guider path takes the Cascade CFG Guider's cfg."),

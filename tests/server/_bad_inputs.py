@@ -170,6 +170,7 @@ CASES: list[Case] = [
     Case("sr-image-odd", _sr(63, 63), "10", ("image",)),
     Case("sr-image-4000", _sr(4000, 4000), "10", ("image", "output", "memory")),
     Case("x4-image-4000", lambda f: x4_graph(empty_image(4000, 4000)), "31", ("tiling", "image", "input")),
+    Case("x4-steps-1000", lambda f: x4_graph(empty_image(16, 16), steps=1000), "31", ("steps",)),
     Case("x4-image-1x1", lambda f: x4_graph(empty_image(1, 1)), "31", ("image",)),
     # wiring
     Case("sr1024-no-model", lambda f: _without_upscaler(x4_graph(empty_image(16, 16))), "31", ("upscaler", "guider")),

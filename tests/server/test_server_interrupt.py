@@ -34,3 +34,23 @@ def test_interrupt_ends_sampling_and_server_recovers(comfy):
     after = comfy.run(base_graph(steps=2, seed=2))
     assert after.status == "success", after.of_type("execution_error")
     assert comfy.get("/queue") == {"queue_running": [], "queue_pending": []}
+
+
+@pytest.mark.parametrize("stage,node", [("sr256", "10"), ("x4", "31")])
+def test_interrupt_at_each_later_stage(comfy, stage, node):
+    """An interrupt during the SR stages ends the run too, and the same graph then runs to the end."""
+    from _graphs import empty_image, sr_graph, x4_graph
+
+    make = (lambda steps: sr_graph(empty_image(16, 16), steps=steps)) if stage == "sr256" else \
+        (lambda steps: x4_graph(empty_image(16, 16), steps=steps))
+    sent: list[bool] = []
+
+    def interrupt(server, run, kind, data):
+        if kind == "progress" and data.get("node") == node and not sent:
+            sent.append(server.request("POST", "/interrupt", {})[0] == 200)
+
+    run = comfy.run(make(900), on_message=interrupt, timeout=300)
+    assert sent == [True], f"no progress from node {node}"
+    assert run.of_type("execution_interrupted") and run.status == "error"
+    after = comfy.run(make(2))
+    assert after.status == "success", after.of_type("execution_error")
