@@ -21,7 +21,7 @@ def test_memory_bench_dry_run_quick(tmp_path):
 
     out = tmp_path / "memory.json"
     result = main(["--dry-run", "--no-diffusers", "--budgets", "8,card", "--steps", "1", "--out", str(out)])
-    _check(result, out, POLICIES, [8.0, None])
+    _check(result, out, (*POLICIES, "auto+fp8"), [8.0, None])
     auto = {r["budget_gib"]: r["modes"] for r in result["rows"] if r["policy"] == "auto"}
     assert set(auto[None].values()) == {"keep"}
 
@@ -32,7 +32,7 @@ def test_memory_bench_dry_run_full(tmp_path):
 
     out = tmp_path / "memory.json"
     result = main(["--dry-run", "--out", str(out)])
-    _check(result, out, POLICIES, [8.0, 16.0, None])
+    _check(result, out, (*POLICIES, "auto+fp8"), [8.0, 16.0, None])
     diffusers = {r["policy"] for r in result["rows"] if r["impl"] == "diffusers"}
     assert diffusers == {"diffusers_no_offload", "diffusers_model_cpu_offload", "diffusers_sequential_cpu_offload"}
     assert next(r for r in result["rows"] if r["policy"] == "diffusers_no_offload")["ok"]
