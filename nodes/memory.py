@@ -163,28 +163,25 @@ def check_fits(what: str, needed_bytes: int, device: torch.device, advice: str) 
 
 def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str, memory_required: int = 0) -> T:
     """Run ``fn``; on out-of-memory (device or host) free everything else, retry once, then say what to change."""
-    try:
-        use(handles, memory_required)
-        return fn()
-    except Exception as e:
-        if not is_out_of_memory(e):
-            raise
+    for retry in (False, True):
+        try:
+            use(handles, memory_required)
+            return fn()
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            if retry:
+                need = f" (it needs about {memory_required / GIB:.1f} GiB beside the model)" if memory_required else ""
+                raise RuntimeError(
+                    f"{what}: out of memory even after unloading other models{need}. Lower batch_size or the image "
+                    "size, load the UNet with weight_dtype float8_e4m3fn (Cascade UNet Loader), start ComfyUI with "
+                    "--lowvram, or run the T5 encoder on the CPU (T5 Loader device=cpu)."
+                ) from e
         logger.warning("%s ran out of memory; unloading other models and retrying once", what)
-    model_management.unload_all_models()
-    model_management.soft_empty_cache(True)
-    gc.collect()
-    try:
-        use(handles, memory_required)
-        return fn()
-    except Exception as e:
-        if not is_out_of_memory(e):
-            raise
-        need = f" (it needs about {memory_required / GIB:.1f} GiB beside the model)" if memory_required else ""
-        raise RuntimeError(
-            f"{what}: out of memory even after unloading other models{need}. Lower batch_size or the image size, "
-            "load the UNet with weight_dtype float8_e4m3fn (Cascade UNet Loader), start ComfyUI with --lowvram, or "
-            "run the T5 encoder on the CPU (T5 Loader device=cpu)."
-        ) from e
+        model_management.unload_all_models()
+        model_management.soft_empty_cache(True)
+        gc.collect()
+    raise AssertionError("unreachable")
 
 
 SUPPORTED = (torch.bfloat16, torch.float16, torch.float32)
