@@ -67,7 +67,7 @@ def cached_nodes(run) -> set[str]:
 
 def soak(server: SoakServer, args, rng: random.Random) -> dict:
     texts = [f"{rng.choice(SUBJECTS)}, {rng.choice(STYLES)}" for _ in range(args.texts)]
-    rss, failures, t5_runs, seconds, live = [], [], 0, [], []
+    rss, failures, t5_runs, seconds, live, trim_ms = [], [], 0, [], [], []
     warm = max(1, args.prompts // 10)
     snaps = {"start": server.probe("stats")}
     for i in range(args.prompts):
@@ -83,7 +83,7 @@ def soak(server: SoakServer, args, rng: random.Random) -> dict:
             failures.append({"i": i, "status": run.status, "error": run.of_type("execution_error")[:1]})
         t5_runs += "2" not in cached_nodes(run)
         if args.trim_each:
-            server.probe("trim", {})
+            trim_ms.append(server.probe("trim", {})["trim_ms"])
         rss.append(round(server.rss_mb(), 1))
         if i % 10 == 9:
             st = server.probe("stats")
@@ -99,6 +99,7 @@ def soak(server: SoakServer, args, rng: random.Random) -> dict:
                                for k in (10, 20, 50, 100) if k < len(rss)}, "rss_mb": rss,
            "seconds_per_prompt_median": round(sorted(seconds)[len(seconds) // 2], 2),
            "live_every_10": live,
+           "trim_ms_median": sorted(trim_ms)[len(trim_ms) // 2] if trim_ms else None,
            "t5_encode_executed": t5_runs, "t5_encode_cached_by_comfyui": args.prompts - t5_runs, "probe": snaps}
     if args.tracemalloc:
         out["tracemalloc"] = server.probe("tracemalloc", {"action": "diff"})
@@ -287,6 +288,8 @@ def main(argv=None) -> dict:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tracemalloc", action="store_true", help="trace Python allocations after warm-up (slower)")
     p.add_argument("--malloc-arena-max", type=int, default=None, help="MALLOC_ARENA_MAX for the server")
+    p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for the server, e.g. MALLOC_MMAP_THRESHOLD_=131072 (repeatable)")
     p.add_argument("--trim-each", action="store_true", help="malloc_trim(0) in the server after every prompt")
     p.add_argument("--no-embedding-cache", action="store_true", help="disable the pack's EmbeddingCache")
     p.add_argument("--comfyui-dir", default=None)
@@ -294,6 +297,7 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     rng = random.Random(args.seed)
     env = {"MALLOC_ARENA_MAX": str(args.malloc_arena_max)} if args.malloc_arena_max else {}
+    env.update(kv.split("=", 1) for kv in args.server_env)
     result: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}
 
     def save():

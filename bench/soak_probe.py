@@ -119,9 +119,11 @@ async def stats(request):
 async def trim(request):
     gc.collect()
     before, libc = _rss_kb(), _libc()
+    t = time.perf_counter()
     freed = bool(libc.malloc_trim(0)) if libc is not None else None
+    ms = (time.perf_counter() - t) * 1e3
     return web.json_response({"rss_before_mb": before / 1024, "rss_after_mb": _rss_kb() / 1024, "released": freed,
-                              "malloc_after": _mallinfo()})
+                              "trim_ms": ms,                              "malloc_after": _mallinfo()})
 
 
 @routes.post("/pc_probe/cache")
