@@ -8,6 +8,8 @@ Other models (GIT, CLIP, the x4 upscaler) are loaded whole, as before.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import gc
 import logging
 import weakref
@@ -161,8 +163,33 @@ def check_fits(what: str, needed_bytes: int, device: torch.device, advice: str) 
                          f"{total / GIB:.1f} GiB of {where}: {advice}")
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_host_memory() -> None:
+    """Hand the heap memory glibc keeps after large frees back to the system (about 7 ms). Without it the
+    server's RSS grew 13 % over 200 varied prompts with nothing live growing (bench/results/soak.json)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str, memory_required: int = 0) -> T:
-    """Run ``fn``; on out-of-memory (device or host) free everything else, retry once, then say what to change."""
+    """Run ``fn``; on out-of-memory (device or host) free everything else, retry once, then say what to change.
+    Afterwards the host heap's freed memory goes back to the system (:func:`release_freed_host_memory`)."""
+    try:
+        return _run_with_oom_retry(fn, handles, what, memory_required)
+    finally:
+        release_freed_host_memory()
+
+
+def _run_with_oom_retry(fn: Callable[[], T], handles: list[ModelHandle], what: str, memory_required: int) -> T:
     for retry in (False, True):
         try:
             use(handles, memory_required)
