@@ -135,6 +135,11 @@ CASES: list[Case] = [
     Case("unet-fp8-runs", base("4", weight_dtype="float8_e4m3fn"), "6", (), ok=True),
     Case("git-loader-given-clip", lambda f: git_graph(model=REPO_CLIP), "40", ("model_name",)),
     Case("clip-loader-given-git", lambda f: clip_graph(model=REPO_GIT), "42", ("model_name",)),
+    Case("unet-loader-given-x4-repo", base("4", unet_name=REPO_X4), "4", ("unet_name",)),
+    Case("t5-loader-given-x4-repo", base("1", t5_name=REPO_X4), "1", ("t5_name",)),
+    Case("t5-loader-given-unet-repo", base("1", t5_name=REPO_IF_II), "1", ("t5_name",)),
+    Case("upscaler-loader-given-if-repo", lambda f: _set(x4_graph(empty_image(16, 16)), "30",
+                                                         upscaler_name=REPO_IF_I), "30", ("upscaler_name",)),
     Case("upscaler-missing", lambda f: _set(x4_graph(empty_image(16, 16)), "30", upscaler_name="x4.safetensors"),
          "30", ("upscaler_name",)),
     # broken files in every layout (written by write_broken_files)
