@@ -76,10 +76,12 @@ class DiscreteVPDenoiser:
             return out[:, :channels], out[:, channels:]
         return out, None
 
-    def __call__(
-        self, x: Tensor, sigma: Tensor, *, return_variance: bool = False, **cond
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
+    def __call__(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         """x0 estimate (Karras et al. 2022 eq. 7 preconditioning, VP): x [B, C, H, W], sigma [B] -> [B, C, H, W]."""
+        return self.denoise_with_variance(x, sigma, **cond)[0]
+
+    def denoise_with_variance(self, x: Tensor, sigma: Tensor, **cond) -> tuple[Tensor, Tensor | None]:
+        """``(x0 [B, C, H, W], learned-range fraction [B, C, H, W] or None)``: what the DDPM sampler needs."""
         x = x.to(torch.float32)
         sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device).reshape(-1)
         if sigma.numel() == 1 and x.shape[0] != 1:
@@ -93,6 +95,13 @@ class DiscreteVPDenoiser:
             denoised = x - sigma_b * prediction
         else:
             denoised = c_in * x_t - sigma_b * c_in * prediction
-        if return_variance:
-            return denoised, variance
-        return denoised
+        return denoised, variance
+
+
+def denoise_with_variance(model: Callable, x: Tensor, sigma: Tensor, extra_args: dict) -> tuple[Tensor, Tensor | None]:
+    """``model.denoise_with_variance(x, sigma, **extra_args)`` where the denoiser has learned variance to give
+    (``DiscreteVPDenoiser``, ``CFGGuider``), else ``(model(x, sigma, **extra_args), None)``."""
+    method = getattr(model, "denoise_with_variance", None)
+    if method is not None:
+        return method(x, sigma, **extra_args)
+    return model(x, sigma, **extra_args), None

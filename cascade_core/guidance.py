@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .denoisers import denoise_with_variance
+
 __all__ = ["CFGGuider", "DynamicThreshold", "PostCFG"]
 
 PostCFG = Callable[[Tensor, Tensor, Tensor], Tensor]
@@ -96,28 +98,32 @@ class CFGGuider:
             for k, v in extra.items()
         }
 
-    def _inner(self, x: Tensor, sigma: Tensor, return_variance: bool, extra: dict) -> tuple[Tensor, Tensor | None]:
-        """One denoiser call with embeddings under cond_key; always returns (denoised, variance or None)."""
-        if return_variance:
-            return self.denoiser(x, sigma, return_variance=True, **extra)
-        return self.denoiser(x, sigma, **extra), None
-
-    def __call__(
-        self, x: Tensor, sigma: Tensor, *, return_variance: bool = False, **extra
-    ) -> Tensor | tuple[Tensor, Tensor | None]:
+    def __call__(self, x: Tensor, sigma: Tensor, **extra) -> Tensor:
         """Guided x0 = u + scale * (c - u) over one [uncond, cond] batch: x [B, C, H, W], sigma [B] -> x0."""
+        return self._guided(x, sigma, False, extra)[0]
+
+    def denoise_with_variance(self, x: Tensor, sigma: Tensor, **extra) -> tuple[Tensor, Tensor | None]:
+        """``(guided x0, the cond half's learned-range fraction or None)``: what the DDPM sampler needs."""
+        return self._guided(x, sigma, True, extra)
+
+    def _inner(self, x: Tensor, sigma: Tensor, with_variance: bool, extra: dict) -> tuple[Tensor, Tensor | None]:
+        """One denoiser call with embeddings under cond_key: (denoised, variance or None)."""
+        return denoise_with_variance(self.denoiser, x, sigma, extra) if with_variance else \
+            (self.denoiser(x, sigma, **extra), None)
+
+    def _guided(self, x: Tensor, sigma: Tensor, with_variance: bool, extra: dict) -> tuple[Tensor, Tensor | None]:
         B = x.shape[0]
         positive = _batch_embeds("positive", self.positive, B)
         if self.uses_uncond:
             negative = _batch_embeds("negative", self.negative, B)
             extra = {**self._double_extra(extra, B), self.cond_key: torch.cat([negative, positive])}
             sigma2 = torch.cat([sigma, sigma]) if sigma.ndim > 0 and sigma.shape[0] == B else sigma
-            out, variance = self._inner(torch.cat([x, x]), sigma2, return_variance, extra)
+            out, variance = self._inner(torch.cat([x, x]), sigma2, with_variance, extra)
             uncond, cond = out.chunk(2)
             denoised = uncond + self.scale * (cond - uncond)
             variance = None if variance is None else variance[B:]
         else:
-            denoised, variance = self._inner(x, sigma, return_variance, {**extra, self.cond_key: positive})
+            denoised, variance = self._inner(x, sigma, with_variance, {**extra, self.cond_key: positive})
         for fn in self.post_cfg:
             denoised = fn(denoised, x, sigma)
-        return (denoised, variance) if return_variance else denoised
+        return denoised, variance

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .denoisers import denoise_with_variance
+
 __all__ = [
     "SAMPLERS",
     "get_ancestral_step",
@@ -113,14 +115,6 @@ def sample_ddim(
     return _ancestral_loop(model, x, sigmas, eta, extra_args, callback, noise_sampler)
 
 
-def _denoise_with_variance(model: Callable, x: Tensor, sigma: Tensor, extra_args: dict) -> tuple[Tensor, Tensor | None]:
-    """Call model(..., return_variance=True); a bare tensor result means no learned variance."""
-    out = model(x, sigma, return_variance=True, **extra_args)
-    if isinstance(out, tuple):
-        return out[0], out[1]
-    return out, None
-
-
 def _ddpm_step(
     x: Tensor, denoised: Tensor, v: Tensor | None, sigmas: Tensor, noise_sampler: NoiseSampler
 ) -> Tensor:
@@ -151,7 +145,7 @@ def sample_ddpm(
     sigmas, extra_args, noise_sampler, s_in = _setup(x, sigmas, extra_args, noise_sampler)
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
-        denoised, v = _denoise_with_variance(model, x, sigma * s_in, extra_args)
+        denoised, v = denoise_with_variance(model, x, sigma * s_in, extra_args)
         _report(callback, x, i, sigma, denoised)
         x = _ddpm_step(x, denoised, v, sigmas[i : i + 2], noise_sampler)
     return x

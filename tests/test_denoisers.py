@@ -77,24 +77,24 @@ def test_sigma_to_t_rounds_in_log_sigma():
     torch.testing.assert_close(halfway, (den.sigmas[10] * den.sigmas[11]).sqrt().reshape(1), rtol=1e-6, atol=0)
 
 
-def test_return_variance_splits_learned_range_channels():
+def test_denoise_with_variance_splits_learned_range_channels():
     table = cosine_alphas_cumprod()
     net = RecordingNet(2 * C)
     den = DiscreteVPDenoiser(net, table, learned_variance=True)
     t = torch.tensor([400, 20])
     x_t, a, sigma, x = _inputs(table, t)
-    denoised, variance = den(x, sigma, return_variance=True)
+    denoised, variance = den.denoise_with_variance(x, sigma)
     out = net(x_t, t)
     torch.testing.assert_close(variance, out[:, C:], rtol=1e-6, atol=1e-6)
     expected = (x_t.double() - (1 - a).sqrt() * out[:, :C].double()) / a.sqrt()
     torch.testing.assert_close(denoised.double(), expected, rtol=1e-5, atol=1e-5)
-    assert torch.equal(den(x, sigma), denoised)  # without the flag only x0 comes back
+    assert torch.equal(den(x, sigma), denoised)  # calling it gives x0 alone, always a tensor
 
 
 def test_no_learned_variance_returns_none_and_float32_from_bf16():
     den = DiscreteVPDenoiser(RecordingNet(C, dtype=torch.bfloat16), cosine_alphas_cumprod())
     x = torch.randn(2, C, 4, 4)
-    denoised, variance = den(x, torch.tensor([2.0, 0.5]), return_variance=True)
+    denoised, variance = den.denoise_with_variance(x, torch.tensor([2.0, 0.5]))
     assert variance is None and denoised.dtype == torch.float32 and denoised.shape == x.shape
 
 

@@ -14,12 +14,14 @@ class RecordingDenoiser:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, x, sigma, *, return_variance=False, text_embeds=None, **extra):
+    def __call__(self, x, sigma, *, text_embeds=None, **extra):
+        return self.denoise_with_variance(x, sigma, text_embeds=text_embeds, **extra)[0]
+
+    def denoise_with_variance(self, x, sigma, *, text_embeds=None, **extra):
         self.calls.append({"x": x, "sigma": sigma, "text_embeds": text_embeds, **extra})
         bias = text_embeds.mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
         denoised = torch.tanh(x) / (1 + sigma.reshape(-1, 1, 1, 1)) + bias
-        variance = torch.tanh(bias * 10).expand_as(x)
-        return (denoised, variance) if return_variance else denoised
+        return denoised, torch.tanh(bias * 10).expand_as(x)
 
 
 @pytest.fixture()
@@ -69,12 +71,13 @@ def test_result_is_u_plus_scale_times_c_minus_u(data):
 
 def test_variance_comes_from_the_cond_half(data):
     x, sigma, pos, neg = data
-    _, cond_var = RecordingDenoiser()(x, sigma, return_variance=True, text_embeds=pos)
-    _, uncond_var = RecordingDenoiser()(x, sigma, return_variance=True, text_embeds=neg)
+    _, cond_var = RecordingDenoiser().denoise_with_variance(x, sigma, text_embeds=pos)
+    _, uncond_var = RecordingDenoiser().denoise_with_variance(x, sigma, text_embeds=neg)
     assert not torch.allclose(cond_var, uncond_var)
-    denoised, variance = CFGGuider(RecordingDenoiser(), pos, neg, scale=5.0)(x, sigma, return_variance=True)
+    denoised, variance = CFGGuider(RecordingDenoiser(), pos, neg, scale=5.0).denoise_with_variance(x, sigma)
     assert torch.equal(variance, cond_var) and denoised.shape == x.shape
-    _, variance_1 = CFGGuider(RecordingDenoiser(), pos, None, scale=1.0)(x, sigma, return_variance=True)
+    assert torch.equal(CFGGuider(RecordingDenoiser(), pos, neg, scale=5.0)(x, sigma), denoised)
+    _, variance_1 = CFGGuider(RecordingDenoiser(), pos, None, scale=1.0).denoise_with_variance(x, sigma)
     assert torch.equal(variance_1, cond_var)
 
 

@@ -136,11 +136,10 @@ def test_ddim_eps_matches_cosine_scheduler():
 MU, S_D = 0.5, 0.3
 
 
-def gaussian_denoiser(x, sigma, return_variance=False):
+def gaussian_denoiser(x, sigma):
     """Exact x0 = E[x0 | x] for x0 ~ N(MU, S_D^2) per pixel: (S_D^2 x + sigma^2 MU) / (sigma^2 + S_D^2)."""
     s2 = sigma.reshape(-1, 1, 1, 1) ** 2
-    denoised = (S_D**2 * x + s2 * MU) / (s2 + S_D**2)
-    return (denoised, None) if return_variance else denoised
+    return (S_D**2 * x + s2 * MU) / (s2 + S_D**2)
 
 
 def _gaussian_start(sigma_max, seed=0):

@@ -94,9 +94,9 @@ class TiledDenoiser:
                              f"overlap={overlap}")
         self.denoiser, self.tile, self.overlap, self.align = denoiser, tile, overlap, align
 
-    def __call__(self, x: Tensor, sigma: Tensor, *, return_variance: bool = False, **extra) -> Tensor:
-        """x [B, C, H, W], sigma [B] -> blended x0 [B, C, H, W] (``return_variance`` is accepted for the
-        DDPM sampler; tiling has no learned variance to return)."""
+    def __call__(self, x: Tensor, sigma: Tensor, **extra) -> Tensor:
+        """x [B, C, H, W], sigma [B] -> blended x0 [B, C, H, W] (no learned variance: the DDPM sampler then uses
+        the fixed posterior variance)."""
         size = x.shape[-2:]
         spatial = {k: v for k, v in extra.items() if isinstance(v, Tensor) and v.dim() == 4 and v.shape[-2:] == size}
         rest = {k: v for k, v in extra.items() if k not in spatial}
