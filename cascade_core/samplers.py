@@ -85,15 +85,10 @@ def sample_euler(
     model: Callable, x: Tensor, sigmas: Tensor | Sequence[float], extra_args: dict | None = None,
     callback: Callback | None = None, disable: bool | None = None, noise_sampler: NoiseSampler | None = None,
 ) -> Tensor:
-    """Euler steps on the probability-flow ODE (Karras et al. 2022, Alg. 2 without churn): x [B, C, H, W]."""
-    sigmas, extra_args, _, s_in = _setup(x, sigmas, extra_args, noise_sampler)
-    for i in range(len(sigmas) - 1):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        denoised = model(x, sigma * s_in, **extra_args)
-        _report(callback, x, i, sigma, denoised)
-        d = (x - denoised) / sigma
-        x = x + d * (sigma_next - sigma)
-    return x
+    """Euler steps on the probability-flow ODE (Karras et al. 2022, Alg. 2 without churn): x [B, C, H, W].
+    x + d (sigma_next - sigma) = x0 + d sigma_next: the ancestral update without noise, i.e. DDIM at eta 0, so the
+    three share one loop."""
+    return _ancestral_loop(model, x, sigmas, 0.0, extra_args, callback, noise_sampler)
 
 
 def sample_euler_ancestral(

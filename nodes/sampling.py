@@ -18,7 +18,9 @@ from .types import GUIDER, GuiderSpec
 SCHEDULES = ["leading", "trailing", "linspace", *IF_STEP_STRINGS]
 SCHEDULE_TIP = ("How the steps are spread over the 1000 training timesteps: leading/trailing/linspace use 'steps' "
                 "(diffusers' spacings); smart27 ... super100 are DeepFloyd IF's tuned step lists and ignore 'steps'.")
-SAMPLER_TIP = "ddpm is IF's reference sampler (learned variance); ddim, euler, euler_ancestral and dpmpp_2m also work."
+SAMPLER_TIP = ("ddpm is IF's reference sampler (learned variance); dpmpp_2m is a second-order solver; ddim and euler "
+               "are the same deterministic update (DDIM at eta 0), euler_ancestral is DDIM at eta 1 (fresh noise "
+               "each step).")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
