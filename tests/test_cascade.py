@@ -23,9 +23,31 @@ def _stages():
     return {"base": STAGES["base64"], "sr": STAGES["sr256"], "upscaler": STAGES["sr1024"]}
 
 
+def _encode(models: dict, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    from cascade_core.demo.settings import NEGATIVE_PROMPT
+
+    embeds, _ = models["t5"].encode(prompts + [NEGATIVE_PROMPT])
+    return embeds[:-1], embeds[-1:].expand_as(embeds[:-1])
+
+
+def _run(models: dict, size: int, positive, negative, low_res, *, seed: int) -> torch.Tensor:
+    """One demo stage straight from the stage functions (no Cascade, no manager): pixels [B, 3, size, size]."""
+    from cascade_core.demo.settings import STAGES
+    from cascade_core.stage import sample_stage, schedule_sigmas, unet_guider
+
+    name = {64: "base64", 256: "sr256", 1024: "sr1024"}[size]
+    settings, unet = STAGES[name], models[name]
+    guider = unet_guider(unet, positive, negative, settings.guidance,
+                         threshold_percentile=settings.threshold_percentile, threshold_max=settings.threshold_max)
+    sigmas = schedule_sigmas(guider.denoiser, STEPS[size], settings.schedule)
+    extra = {} if low_res is None else {"low_res": low_res, "noise_level": settings.noise_level}
+    return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=size, width=size, sampler=settings.sampler,
+                        generator=torch.Generator().manual_seed(seed * 7919 + size), device=unet.device, **extra)
+
+
 @pytest.fixture(scope="module")
 def reference():
-    """The demo cascade run stage by stage with the pipeline's own helpers (no Cascade, no manager)."""
+    """The demo cascade run stage by stage from the stage functions (no Cascade, no manager)."""
     require_demo("t5", "base64", "sr256", "sr1024")
     from cascade_core.demo import pipeline
     from cascade_core.image import pixels_to_images
@@ -33,10 +55,10 @@ def reference():
     torch.set_num_threads(1)
     models = pipeline.demo_models("cpu")
     with torch.inference_mode():
-        positive, negative = pipeline._encode(models, PROMPTS)
+        positive, negative = _encode(models, PROMPTS)
         out, low = {}, None
         for size in (64, 256):
-            low = pipeline._run(models, size, positive, negative, low, seed=3, guidance=None, steps=STEPS)
+            low = _run(models, size, positive, negative, low, seed=3)
             out[size] = pixels_to_images(low)
     return out
 
@@ -58,19 +80,16 @@ def test_demo_generate_uses_cascade_and_is_unchanged(reference):
 
 @pytest.mark.slow
 def test_demo_generate_to_1024_equals_the_stage_by_stage_path(reference):
-    """The public cascade_core.demo.generate (through Cascade) against the pipeline's helpers, all three stages."""
+    """The public cascade_core.demo.generate (through Cascade) against the stage functions, all three stages."""
     from cascade_core.demo import generate, pipeline
     from cascade_core.image import pixels_to_images
 
     out = generate(PROMPTS, seed=3, steps=STEPS, device="cpu")
     models = pipeline.demo_models("cpu")
     with torch.inference_mode():
-        positive, negative = pipeline._encode(models, PROMPTS)
-        low = pipeline._run(models, 256, positive, negative,
-                            pipeline._run(models, 64, positive, negative, None, seed=3, guidance=None, steps=STEPS),
-                            seed=3, guidance=None, steps=STEPS)
-        ref1024 = pixels_to_images(pipeline._run(models, 1024, positive, negative, low, seed=3, guidance=None,
-                                                 steps=STEPS))
+        positive, negative = _encode(models, PROMPTS)
+        low = _run(models, 256, positive, negative, _run(models, 64, positive, negative, None, seed=3), seed=3)
+        ref1024 = pixels_to_images(_run(models, 1024, positive, negative, low, seed=3))
     assert torch.equal(out[64], reference[64]) and torch.equal(out[256], reference[256])
     assert torch.equal(out[1024], ref1024)
 
@@ -126,3 +145,18 @@ def test_cascade_input_errors(base, sr):
         Cascade(t5, sr)
     with pytest.raises(TypeError, match="sr must be a UNet"):
         Cascade(t5, base, sr="x".encode())
+
+
+def test_demo_upscale_is_the_cascade_stage(reference):
+    """demo.upscale (through Cascade.upscale) equals the stage functions run on the same low-res images."""
+    from cascade_core.demo import pipeline, upscale
+    from cascade_core.image import images_to_pixels, pixels_to_images
+
+    models = pipeline.demo_models("cpu")
+    got = upscale(reference[64], PROMPTS, 256, seed=3, steps=STEPS)
+    with torch.inference_mode():
+        positive, negative = _encode(models, PROMPTS)
+        want = pixels_to_images(_run(models, 256, positive, negative, images_to_pixels(reference[64]), seed=3))
+    assert torch.equal(got, want)
+    with pytest.raises(ValueError, match="1 images but 2 prompts"):
+        upscale(reference[64], PROMPTS * 2, 256)

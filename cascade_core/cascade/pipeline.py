@@ -19,6 +19,7 @@ from torch import nn
 from ..image import pixels_to_images
 from ..offload import ModelManager
 from ..stage import sample_stage, schedule_sigmas, unet_guider
+from ..unet.loading import default_device_dtype
 from ..unet.model import UNet
 from ..upscaler.model import Upscaler
 from .settings import IF_STAGES, PIXEL_SR_STAGE, StageSettings
@@ -27,14 +28,6 @@ __all__ = ["Cascade"]
 
 PathLike = str | os.PathLike
 Steps = int | Mapping[int, int] | None
-
-
-def _default_device(device) -> torch.device:
-    return torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def _default_dtype(device: torch.device, dtype: torch.dtype | None) -> torch.dtype:
-    return dtype if dtype is not None else (torch.bfloat16 if device.type == "cuda" else torch.float32)
 
 
 def _is_x4_path(path: Path) -> bool:
@@ -66,10 +59,9 @@ class Cascade:
                  weight_dtype: torch.dtype | None = None):
         if upscaler is not None and sr is None:
             raise ValueError("Cascade: an upscaler (stage III) needs an sr model (stage II) before it")
-        self.device = _default_device(device)
-        self.text_device = _default_device(text_device) if text_device is not None else self.device
-        dtype = _default_dtype(self.device, dtype)
-        text_dtype = _default_dtype(self.text_device, dtype)
+        self.device, dtype = default_device_dtype(device, dtype)
+        self.text_device = torch.device(text_device) if text_device is not None else self.device
+        text_dtype = dtype
         if weight_dtype is not None and text_dtype == torch.float32 and self.text_device.type != "cpu":
             text_dtype = torch.bfloat16
         self.text_encoder = self._text(text_encoder, text_dtype, weight_dtype)
@@ -186,16 +178,41 @@ class Cascade:
         out, low = {}, None
         for role, out_size in zip(roles, sizes):
             step_cb = None if callback is None else (lambda info, s=out_size: callback(s, info))
-            gen = torch.Generator().manual_seed(seed * 7919 + out_size)
-            settings = self.stages[role]
-            count = _steps_for(out_size, steps, settings)
-            scale = settings.guidance if guidance is None else float(guidance)
-            if role == "upscaler" and isinstance(self.upscaler, Upscaler):
-                low = self._x4(prompts, low, settings, count, scale, gen, step_cb, negative_prompt)
-            else:
-                low = self._unet_stage(role, out_size, positive, negative, low, settings, count, scale, gen, step_cb)
+            low = self._stage(role, out_size, prompts, positive, negative, low, seed=seed, steps=steps,
+                              guidance=guidance, callback=step_cb, negative_prompt=negative_prompt)
             out[out_size] = pixels_to_images(low)
         return out
+
+    @torch.inference_mode()
+    def upscale(self, images: torch.Tensor, prompts: str | Sequence[str], role: str, *, seed: int = 0,
+                steps: Steps = None, guidance: float | None = None,
+                negative_prompt: str | None = None) -> torch.Tensor:
+        """One super-resolution stage alone (``role`` "sr" or "upscaler") on ComfyUI-style ``images`` [B, h, w, 3]
+        in 0..1 -> [B, 4h, 4w, 3], with the same settings and seeds as that stage inside :meth:`__call__`."""
+        from ..image import images_to_pixels
+
+        if role not in ("sr", "upscaler") or getattr(self, role) is None:
+            raise ValueError(f"Cascade.upscale: role must be a stage this cascade has ('sr' or 'upscaler'), got "
+                             f"{role!r}")
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if len(prompts) != images.shape[0]:
+            raise ValueError(f"Cascade.upscale: {images.shape[0]} images but {len(prompts)} prompts")
+        low = images_to_pixels(images, device=self.manager.device_of(role))
+        positive, negative = self.encode(prompts, negative_prompt)
+        return pixels_to_images(self._stage(role, 4 * low.shape[-1], prompts, positive, negative, low, seed=seed,
+                                            steps=steps, guidance=guidance, negative_prompt=negative_prompt))
+
+    def _stage(self, role: str, out_size: int, prompts: list[str], positive: torch.Tensor, negative: torch.Tensor,
+               low: torch.Tensor | None, *, seed: int, steps: Steps, guidance: float | None, callback=None,
+               negative_prompt: str | None = None) -> torch.Tensor:
+        """One stage with its settings, step count, guidance and seed: pixels [B, 3, out_size, out_size]."""
+        gen = torch.Generator().manual_seed(seed * 7919 + out_size)
+        settings = self.stages[role]
+        count = _steps_for(out_size, steps, settings)
+        scale = settings.guidance if guidance is None else float(guidance)
+        if role == "upscaler" and isinstance(self.upscaler, Upscaler):
+            return self._x4(prompts, low, settings, count, scale, gen, callback, negative_prompt)
+        return self._unet_stage(role, out_size, positive, negative, low, settings, count, scale, gen, callback)
 
     def _unet_stage(self, role: str, out_size: int, positive: torch.Tensor, negative: torch.Tensor,
                     low: torch.Tensor | None, settings: StageSettings, steps: int, scale: float,

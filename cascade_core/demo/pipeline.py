@@ -6,8 +6,6 @@ import threading
 
 import torch
 
-from ..image import images_to_pixels, pixels_to_images
-from ..stage import sample_stage, schedule_sigmas, unet_guider
 from ..unet.loading import default_device_dtype
 from .settings import NEGATIVE_PROMPT, STAGES
 
@@ -48,35 +46,6 @@ def _prompts(prompts) -> list[str]:
     return prompts
 
 
-def _steps_for(size: int, steps) -> int:
-    if steps is None:
-        return STAGES[STAGE_OF_SIZE[size]].steps
-    if isinstance(steps, dict):
-        return int(steps.get(size, STAGES[STAGE_OF_SIZE[size]].steps))
-    return int(steps)
-
-
-def _run(models: dict, size: int, positive: torch.Tensor, negative: torch.Tensor, low_res: torch.Tensor | None,
-         *, seed: int, guidance: float | None, steps) -> torch.Tensor:
-    """One stage: pixels [B, 3, size, size] in [-1, 1] (SR stages upsample ``low_res`` [B, 3, size/4, size/4])."""
-    settings = STAGES[STAGE_OF_SIZE[size]]
-    unet = models[STAGE_OF_SIZE[size]]
-    scale = settings.guidance if guidance is None else float(guidance)
-    guider = unet_guider(unet, positive, negative, scale, threshold_percentile=settings.threshold_percentile,
-                         threshold_max=settings.threshold_max)
-    sigmas = schedule_sigmas(guider.denoiser, _steps_for(size, steps), settings.schedule)
-    extra = {} if low_res is None else {"low_res": low_res, "noise_level": settings.noise_level}
-    return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=size, width=size, sampler=settings.sampler,
-                        generator=torch.Generator().manual_seed(seed * 7919 + size), device=unet.device, **extra)
-
-
-def _encode(models: dict, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    t5 = models["t5"]
-    embeds, _ = t5.encode(prompts + [NEGATIVE_PROMPT])
-    positive = embeds[:-1]
-    return positive, embeds[-1:].expand_as(positive)
-
-
 def demo_cascade(device=None):
     """The demo models as a :class:`~cascade_core.cascade.Cascade` on ``device`` (built once per device)."""
     from ..cascade import Cascade
@@ -101,18 +70,13 @@ def generate(prompts, *, seed: int = 0, guidance: float | None = None, steps=Non
     return demo_cascade(device)(prompts, seed=seed, guidance=guidance, steps=steps, up_to=up_to)
 
 
-@torch.inference_mode()
 def upscale(images: torch.Tensor, prompts, stage: int, *, seed: int = 0, guidance: float | None = None, steps=None,
             device=None) -> torch.Tensor:
+    """One demo SR stage on ``images`` [B, h, w, 3] in 0..1: ``stage`` 256 (64 -> 256) or 1024 (256 -> 1024)."""
     if stage not in (256, 1024):
         raise ValueError(f"upscale: stage must be 256 or 1024, got {stage!r}")
-    prompts = _prompts(prompts)
-    models = demo_models(device)
-    if len(prompts) != images.shape[0]:
-        raise ValueError(f"upscale: {images.shape[0]} images but {len(prompts)} prompts")
-    low = images_to_pixels(images, device=models[STAGE_OF_SIZE[stage]].device)
-    if low.shape[-1] * 4 != stage or low.shape[-2] * 4 != stage:
+    if images.shape[1] * 4 != stage or images.shape[2] * 4 != stage:
         raise ValueError(f"upscale: stage {stage} takes {stage // 4}x{stage // 4} images, got "
-                         f"{low.shape[-1]}x{low.shape[-2]}")
-    positive, negative = _encode(models, prompts)
-    return pixels_to_images(_run(models, stage, positive, negative, low, seed=seed, guidance=guidance, steps=steps))
+                         f"{images.shape[2]}x{images.shape[1]}")
+    return demo_cascade(device).upscale(images, _prompts(prompts), "sr" if stage == 256 else "upscaler", seed=seed,
+                                        steps=steps, guidance=guidance)
