@@ -8,9 +8,7 @@ from torch import nn
 from cascade_core.image import images_to_pixels, pixels_to_images, preview
 from cascade_core.samplers import SAMPLERS
 from cascade_core.upscaler.loading import load_upscaler
-from cascade_core.upscaler.stage import sample_x4_stage
-
-from cascade_core.unet.footprint import activation_bytes
+from cascade_core.upscaler.stage import sample_x4_stage, untiled_working_bytes
 
 from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
@@ -143,12 +141,10 @@ class SRUpsampler1024(CheckedNode):
             raise ValueError(f"SR Upsampler 1024: input 'image' is {low.shape[3]}x{low.shape[2]}; the x4 upscaler "
                              "needs sides that are multiples of 4: resize or crop the image first.")
         if not tiling:
-            x4 = upscaler.model
             batch, (h, w) = low.shape[0], low.shape[2:]
-            decode = batch * 16 * h * w * x4.vae.config.block_out_channels[0] * 4 * 3  # fp32, at the output size
             memory.check_fits(f"SR Upsampler 1024: a {w}x{h} input (batch {batch}) without tiling",
-                              activation_bytes(x4.unet.config, 2 * batch, h, w, x4.unet.dtype) + decode,
-                              upscaler.device, "turn on 'tiling' (and lower tile_size), or use a smaller image")
+                              untiled_working_bytes(upscaler.model, batch, h, w), upscaler.device,
+                              "turn on 'tiling' (and lower tile_size), or use a smaller image")
         bar = ProgressBar(steps)
 
         def callback(info: dict) -> None:

@@ -70,6 +70,16 @@ def _check_inputs(upscaler: Upscaler, image: Tensor, noise_level: int, steps: in
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
 
 
+def untiled_working_bytes(upscaler: Upscaler, batch: int, height: int, width: int) -> int:
+    """Rough working memory of an untiled x4 stage on ``[batch, 3, height, width]`` low-res images: the UNet's
+    activations at the latent (= input) size under CFG, plus the VAE decoder's widest activations, three fp32
+    tensors of its first width at the 4x output size. An estimate to refuse what can never fit, not a measurement."""
+    from ..unet.footprint import activation_bytes
+
+    decode = batch * 16 * height * width * upscaler.vae.config.block_out_channels[0] * 4 * 3
+    return activation_bytes(upscaler.unet.config, 2 * batch, height, width, upscaler.unet.dtype) + decode
+
+
 def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", negative_prompt: Prompt = "", *,
                     steps: int = 75, guidance: float = 9.0, noise_level: int = 100, sampler: str | Callable = "ddim",
                     generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
