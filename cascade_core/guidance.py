@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .denoisers import denoise_with_variance
+from .unet.text_context import tensor_version
 
 __all__ = ["CFGGuider", "DynamicThreshold", "PostCFG"]
 
@@ -63,6 +64,7 @@ class CFGGuider:
         self.post_cfg = tuple(post_cfg)
         self.cond_key = cond_key
         self._check_embeds()
+        self._text: tuple[tuple, Tensor] | None = None  # (key, the batch _text_batch made for it)
 
     @property
     def uses_uncond(self) -> bool:
@@ -111,19 +113,31 @@ class CFGGuider:
         return denoise_with_variance(self.denoiser, x, sigma, extra) if with_variance else \
             (self.denoiser(x, sigma, **extra), None)
 
+    def _text_batch(self, batch: int) -> Tensor:
+        """What the denoiser gets under ``cond_key``: [negative; positive] [2B, L, D] with CFG, else positive
+        [B, L, D]. Built once and handed out again while the batch size and embeddings stay the same: the same
+        tensor every step lets the UNet reuse its text work (``cascade_core.unet.text_context``)."""
+        key = (batch, self.uses_uncond, id(self.positive), tensor_version(self.positive),
+               id(self.negative), None if self.negative is None else tensor_version(self.negative))
+        if self._text is None or self._text[0] != key:
+            positive = _batch_embeds("positive", self.positive, batch)
+            text = torch.cat([_batch_embeds("negative", self.negative, batch), positive]) if self.uses_uncond \
+                else positive
+            self._text = (key, text)
+        return self._text[1]
+
     def _guided(self, x: Tensor, sigma: Tensor, with_variance: bool, extra: dict) -> tuple[Tensor, Tensor | None]:
         B = x.shape[0]
-        positive = _batch_embeds("positive", self.positive, B)
+        text = self._text_batch(B)
         if self.uses_uncond:
-            negative = _batch_embeds("negative", self.negative, B)
-            extra = {**self._double_extra(extra, B), self.cond_key: torch.cat([negative, positive])}
+            extra = {**self._double_extra(extra, B), self.cond_key: text}
             sigma2 = torch.cat([sigma, sigma]) if sigma.ndim > 0 and sigma.shape[0] == B else sigma
             out, variance = self._inner(torch.cat([x, x]), sigma2, with_variance, extra)
             uncond, cond = out.chunk(2)
             denoised = uncond + self.scale * (cond - uncond)
             variance = None if variance is None else variance[B:]
         else:
-            denoised, variance = self._inner(x, sigma, with_variance, {**extra, self.cond_key: positive})
+            denoised, variance = self._inner(x, sigma, with_variance, {**extra, self.cond_key: text})
         for fn in self.post_cfg:
             denoised = fn(denoised, x, sigma)
         return denoised, variance

@@ -22,6 +22,7 @@ from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import IF_STEP_STRINGS, timesteps_from_spec
 from .unet.checks import finite_checks
+from .unet.text_context import reuse_text_context
 
 __all__ = ["SuperResolutionInput", "unet_denoiser", "unet_guider", "stage_sigmas", "schedule_sigmas", "noise_augment",
            "gaussian_source", "run_sampler", "sample_stage"]
@@ -177,7 +178,9 @@ def run_sampler(denoiser: Callable, x: torch.Tensor, sigmas: torch.Tensor, *, ex
     step_callback = None if callback is None else (lambda info: callback({**info, "total": total}))
     sample = get_sampler(sampler) if isinstance(sampler, str) else sampler
     shape = tuple(x.shape)
-    with finite_checks(False):  # inputs were checked once; per-step checks would sync the GPU every call
+    # inputs were checked once (per-step checks would sync the GPU every call); the weights are fixed for the loop,
+    # so each UNet does its text work (projections, pooling, per-layer text k/v) once, not once per step
+    with finite_checks(False), reuse_text_context():
         x = sample(denoiser, x, sigmas, extra_args=extra, callback=step_callback, disable=True,
                    noise_sampler=lambda sigma, sigma_next: randn(shape), **(sampler_options or {}))
     if not bool(torch.isfinite(x).all()):

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .ops import DEFAULT_OPS
+from .text_context import TextContext, as_text_context
 
 
 # Off CUDA, above this many attention scores per call (B * heads * Nq * Nk), queries are processed in
@@ -79,12 +80,16 @@ class SimpleCrossAttention(nn.Module):
         self.add_v_proj = ops.Linear(context_dim, channels, **factory)
         self.to_out = nn.ModuleList([ops.Linear(channels, channels, **factory)])
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = x.shape
-        tokens = to_tokens(self.group_norm(x))
+    def text_keys_values(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text tokens' keys and values [B, L, C] each (after the text group norm): no image involved."""
         if self.norm_cross is not None:
             ctx = self.norm_cross(ctx.transpose(1, 2)).transpose(1, 2)
-        k, v = self.add_k_proj(ctx), self.add_v_proj(ctx)
+        return self.add_k_proj(ctx), self.add_v_proj(ctx)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor | TextContext) -> torch.Tensor:
+        _, _, h, w = x.shape
+        tokens = to_tokens(self.group_norm(x))
+        k, v = as_text_context(ctx).keys_values(self, self.text_keys_values)
         if not self.only_cross:
             k = torch.cat([k, self.to_k(tokens)], dim=1)
             v = torch.cat([v, self.to_v(tokens)], dim=1)

@@ -17,6 +17,7 @@ from .blocks import DownBlock, LevelAttention, LevelOptions, MidBlock, UpBlock
 from .checks import check_unet_inputs
 from .config import DOWN_BLOCKS, MID_BLOCKS, UP_BLOCKS, UNetConfig
 from .embeddings import TextPoolEmbedding, TimestepMLP, activation, sinusoidal_embedding
+from .text_context import TextContext, text_context_for
 
 
 class UNet(nn.Module):
@@ -111,7 +112,15 @@ class UNet(nn.Module):
         """Where the first layer's weight is; under a memory manager that streams weights, ask the manager."""
         return self.conv_in.weight.device
 
-    def _embedding(self, t: torch.Tensor, text: torch.Tensor, noise_level: torch.Tensor | None) -> torch.Tensor:
+    def text_context(self, text_embeds: torch.Tensor) -> TextContext:
+        """The text's share of a forward pass, independent of t and x: states [B, L, text_dim] -> a context with
+        the projected states [B, L, cross_attention_dim], the pooled embedding and (lazily) each layer's k/v."""
+        text = text_embeds.to(self.dtype)
+        ctx = self.encoder_hid_proj(text) if hasattr(self, "encoder_hid_proj") else text
+        return TextContext(ctx, self.add_embedding(text) if self.config.addition_embed_type == "text" else None)
+
+    def _embedding(self, t: torch.Tensor, pooled_text: torch.Tensor | None,
+                   noise_level: torch.Tensor | None) -> torch.Tensor:
         """Global conditioning vector [B, time_embed_dim]: time (+ noise level) (+ pooled text), then act."""
         c = self.config
         sinus = lambda v: sinusoidal_embedding(v, c.block_out_channels[0], flip_sin_to_cos=c.flip_sin_to_cos,  # noqa: E731
@@ -121,16 +130,15 @@ class UNet(nn.Module):
             emb = emb + self.class_embedding(sinus(noise_level))
         elif c.num_class_embeds is not None:
             emb = emb + self.class_embedding(noise_level.long())
-        if c.addition_embed_type == "text":
-            emb = emb + self.add_embedding(text)
+        if pooled_text is not None:
+            emb = emb + pooled_text
         return emb if self.time_embed_act is None else self.time_embed_act(emb)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | float, text_embeds: torch.Tensor,
                 noise_level: torch.Tensor | None = None) -> torch.Tensor:
         t, noise_level = check_unet_inputs(self.config, x, t, text_embeds, noise_level)
-        text = text_embeds.to(self.dtype)
-        emb = self._embedding(t, text, noise_level)
-        ctx = self.encoder_hid_proj(text) if hasattr(self, "encoder_hid_proj") else text
+        ctx = text_context_for(self, text_embeds, self.text_context)  # reused across a sampling loop's steps
+        emb = self._embedding(t, ctx.pooled, noise_level)
         h = self.conv_in(x.to(self.dtype).contiguous(memory_format=torch.channels_last))
         skips = [h]
         for block in self.down_blocks:

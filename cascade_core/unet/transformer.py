@@ -14,6 +14,7 @@ from torch import nn
 
 from .attention import from_tokens, multihead_attention, to_tokens
 from .ops import DEFAULT_OPS
+from .text_context import TextContext, as_text_context
 
 
 class Attention(nn.Module):
@@ -34,9 +35,14 @@ class Attention(nn.Module):
         self.to_v = ops.Linear(kv_dim, dim, bias=qkv_bias, **factory)
         self.to_out = nn.ModuleList([ops.Linear(dim, dim, **factory)])
 
-    def forward(self, x: torch.Tensor, ctx: torch.Tensor | None = None) -> torch.Tensor:
-        source = x if ctx is None else ctx
-        out = multihead_attention(self.to_q(x), self.to_k(source), self.to_v(source), self.heads, upcast=self.upcast)
+    def keys_values(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [B, L, C] of ``source`` tokens [B, L, kv_dim]."""
+        return self.to_k(source), self.to_v(source)
+
+    def forward(self, x: torch.Tensor, ctx: torch.Tensor | TextContext | None = None) -> torch.Tensor:
+        """x [B, N, C] attends to itself (ctx None) or to the text (its k/v reused through a TextContext)."""
+        k, v = self.keys_values(x) if ctx is None else as_text_context(ctx).keys_values(self, self.keys_values)
+        out = multihead_attention(self.to_q(x), k, v, self.heads, upcast=self.upcast)
         return self.to_out[0](out)
 
 
