@@ -6,8 +6,15 @@ a sigma array with ``cascade_core.schedules.sigmas_for_timesteps``.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-__all__ = ["IF_STEP_STRINGS", "SPACINGS", "respaced_timesteps", "spaced_timesteps", "timesteps_from_spec"]
+__all__ = ["DPM_LAMBDA_MIN", "IF_STEP_STRINGS", "SPACINGS", "lambda_clipped_timesteps", "respaced_timesteps",
+           "spaced_timesteps", "timesteps_from_spec"]
+
+# DPM-Solver's clip for the cosine schedule (Lu et al.'s fix, diffusers' ``lambda_min_clipped`` as used for IF):
+# the noisiest end, where lambda = log(alpha_t / sigma_t) < -5.1 (cosine: t > ~967), is skipped, since the
+# solver's steps in lambda blow up there
+DPM_LAMBDA_MIN = -5.1
 
 SPACINGS = ("leading", "trailing", "linspace")
 
@@ -97,6 +104,21 @@ def respaced_timesteps(spec: str, *, num_train_timesteps: int = 1000, flavour: s
         # The original replaces the noisiest step T-1 by T-3 ("reduce DDIM artifacts"); diffusers' list keeps T-1.
         steps = sorted((set(steps) - {num_train_timesteps - 1}) | {num_train_timesteps - 3}, reverse=True)
     return steps
+
+
+def lambda_clipped_timesteps(num_steps: int, alphas_cumprod: torch.Tensor, *,
+                             lambda_min: float = DPM_LAMBDA_MIN) -> list[int]:
+    """diffusers' DPMSolverMultistepScheduler timesteps (``linspace``, ``lambda_min_clipped``): ``num_steps``
+    integers from the last timestep whose lambda >= ``lambda_min`` down towards 0, t = 0 itself excluded (the
+    solver's last step goes from there to sigma 0); alphas_cumprod [T] -> [num_steps]."""
+    ac = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
+    lambdas = torch.log(torch.sqrt(ac)) - torch.log(torch.sqrt(1 - ac))
+    last = ac.shape[0] - int(torch.searchsorted(torch.flip(lambdas, [0]), lambda_min))
+    if not isinstance(num_steps, int) or not 1 <= num_steps < last:
+        raise ValueError(f"num_steps must be an int in [1, {last - 1}] for the lambda-clipped schedule (timesteps "
+                         f"0..{last - 1}), got {num_steps!r}")
+    steps = np.linspace(0, last - 1, num_steps + 1).round()[::-1][:-1].astype(np.int64)
+    return [int(t) for t in steps]
 
 
 def timesteps_from_spec(

@@ -20,7 +20,7 @@ from .denoisers import DiscreteVPDenoiser
 from .guidance import CFGGuider, DynamicThreshold
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
-from .spacing import IF_STEP_STRINGS, timesteps_from_spec
+from .spacing import IF_STEP_STRINGS, lambda_clipped_timesteps, timesteps_from_spec
 from .unet.checks import finite_checks
 from .unet.text_context import reuse_text_context
 
@@ -84,7 +84,11 @@ def stage_sigmas(denoiser: DiscreteVPDenoiser, steps: int | str | list[int], *,
 
 def schedule_sigmas(denoiser: DiscreteVPDenoiser, steps: int, schedule: str) -> torch.Tensor:
     """Sigmas for a UI-style choice: ``schedule`` is a diffusers spacing (leading / trailing / linspace, using
-    ``steps``) or an IF step string (``smart100`` ..., which fixes its own step count and ignores ``steps``)."""
+    ``steps``), ``dpm`` (DPM-Solver's lambda-clipped linspace for IF's cosine schedule, using ``steps``; see
+    :func:`~cascade_core.spacing.lambda_clipped_timesteps`) or an IF step string (``smart100`` ..., which fixes
+    its own step count and ignores ``steps``)."""
+    if schedule == "dpm":
+        return stage_sigmas(denoiser, lambda_clipped_timesteps(steps, denoiser.alphas_cumprod))
     if schedule in IF_STEP_STRINGS:
         return stage_sigmas(denoiser, schedule)
     return stage_sigmas(denoiser, steps, spacing=schedule)

@@ -72,3 +72,33 @@ def test_stage_two_matches_if_superresolution_pipeline():
                            generator=torch.Generator().manual_seed(0))
     assert got.shape == expected.shape == (1, 3, 32, 32)
     assert (got - expected).abs().max().item() < 1e-4
+
+
+def _dpm_scheduler(max_value):
+    return diffusers.DPMSolverMultistepScheduler(
+        beta_schedule="squaredcos_cap_v2", variance_type="learned_range", thresholding=True,
+        dynamic_thresholding_ratio=0.95, sample_max_value=max_value, prediction_type="epsilon",
+        algorithm_type="dpmsolver++", solver_order=2, lambda_min_clipped=-5.1)
+
+
+@pytest.mark.parametrize("steps", [25])  # >= 15: below 15 steps diffusers also drops to first order one step early
+def test_dpm_solver_stage_one_matches_if_pipeline_with_dpm_solver(steps):
+    """dpmpp_2m on the ``dpm`` schedule = diffusers' DPMSolverMultistepScheduler (dpmsolver++, 2nd order, lambda
+    clipped at -5.1, the epsilon half of the learned-variance output, dynamic thresholding) in IFPipeline."""
+    from cascade_core.stage import schedule_sigmas
+
+    ref, ours = _pair(MICRO_IF_I)
+    emb, neg = _embeds(16, batch=2)
+    pipe = diffusers.IFPipeline(**dict(_pipe_kwargs(ref, 1.5), scheduler=_dpm_scheduler(1.5)))
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        expected = pipe(prompt_embeds=emb, negative_prompt_embeds=neg, guidance_scale=7.0, height=16, width=16,
+                        num_inference_steps=steps, output_type="pt", generator=torch.Generator().manual_seed(0)).images
+        den = unet_denoiser(ours)
+        guider = CFGGuider(den, emb, neg, 7.0, post_cfg=[DynamicThreshold(0.95, 1.5)])
+        sigmas = schedule_sigmas(den, steps, "dpm")
+        assert len(sigmas) == steps + 1 and [int(t) for t in pipe.scheduler.timesteps] == \
+            [int(den.sigma_to_t(s)) for s in sigmas[:-1]]
+        got = sample_stage(guider, sigmas, batch_size=2, height=16, width=16, sampler="dpmpp_2m",
+                           generator=torch.Generator().manual_seed(0))
+    assert (got - expected).abs().max().item() < 1e-4
