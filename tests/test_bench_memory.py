@@ -24,6 +24,8 @@ def test_memory_bench_dry_run_quick(tmp_path):
     _check(result, out, (*POLICIES, "auto+fp8"), [8.0, None])
     auto = {r["budget_gib"]: r["modes"] for r in result["rows"] if r["policy"] == "auto"}
     assert set(auto[None].values()) == {"keep"}
+    wide = [(r["budget_gib"], r["height"], r["width"]) for r in result["rows"] if r.get("height") != r.get("width")]
+    assert sorted(wide, key=str) == sorted([(b, h, w) for b in (None, 8.0) for h, w in ((8, 16), (12, 8))], key=str)
 
 
 @pytest.mark.slow
