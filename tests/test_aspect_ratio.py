@@ -1,4 +1,5 @@
-"""Non-square images through every stage (issue 13, item 3): stage I and II loops equal diffusers' IFPipeline and
+"""Non-square images through every stage (issue 13, item 3): every tiny UNet config's forward equals diffusers' at
+portrait and landscape sizes; stage I and II loops equal diffusers' IFPipeline and
 IFSuperResolutionPipeline at fp32 on non-square tiny models (portrait and landscape); the x4 stage keeps the aspect
 ratio, tiled or not, with tiles that do not divide the sides; the Cascade and the demo's generate take height and
 width, each later stage 4x both sides, equal to the stage functions run at those sizes."""
@@ -10,13 +11,39 @@ from cascade_core.guidance import CFGGuider, DynamicThreshold
 from cascade_core.stage import sample_stage, schedule_sigmas, stage_sigmas, unet_denoiser, unet_guider
 from cascade_core.upscaler.tiling import TiledDenoiser, tiled_map
 from test_stage_parity import _embeds, _pair, _pipe_kwargs
-from tiny_unets import MICRO_IF_I, MICRO_IF_II
+from test_unet_parity import _ours_from
+from tiny_unets import CONFIGS, MICRO_IF_I, MICRO_IF_II, diffusers_unet
 from tiny_x4 import low_res_image
 
 diffusers = pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 PROMPTS = ["a large red circle on the left, on a white background"]
+
+
+# IF UNets need multiples of 2**(levels-1); the x4 family resamples by conv and takes any size (odd levels follow
+# diffusers' forward_upsample_size): 10 x 22 halves to 5 x 11, so its up path meets odd skips
+SIZES = {"x4": [(10, 22), (22, 10)], "micro_x4": [(10, 22), (22, 10)], "x4_conv_proj": [(10, 22)]}
+
+
+@pytest.mark.parametrize("name,hw", [(n, hw) for n in CONFIGS for hw in SIZES.get(n, [(16, 40), (40, 16)])],
+                         ids=lambda v: v if isinstance(v, str) else "x".join(map(str, v)))
+def test_unet_forward_non_square_matches_diffusers(name, hw):
+    """Every tiny UNet config (IF-I, IF-II, only-cross, x4, x4 with conv projections) at portrait and landscape
+    sizes: no positional or square assumption anywhere (attention pooling of the text, attention over H*W tokens)."""
+    cfg = CONFIGS[name]
+    ref = diffusers_unet(cfg)
+    ours = _ours_from(ref)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, cfg["in_channels"], *hw, generator=g)
+    text = torch.randn(2, 7, cfg.get("encoder_hid_dim") or cfg["cross_attention_dim"], generator=g)
+    t = torch.tensor([999, 17])
+    noise = torch.tensor([250, 20]) if cfg.get("class_embed_type") or cfg.get("num_class_embeds") else None
+    with torch.no_grad():
+        expected = ref(x, t, encoder_hidden_states=text, class_labels=noise).sample
+        got = ours(x, t, text, noise)
+    assert got.shape == expected.shape == (2, cfg["out_channels"], *hw)
+    assert (got - expected).abs().max().item() < 1e-4
 
 
 @pytest.mark.parametrize("height,width", [(24, 16), (16, 28)], ids=["portrait", "landscape"])
