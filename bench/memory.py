@@ -5,8 +5,8 @@ diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload (and no offl
 same weights, plus T5-XXL offload and reload times from pinned memory (goal <= 1 s in bf16), and last ``auto+fp8``
 rows: ``auto`` with the IF-I / IF-II weights stored in fp8 (``float8_e4m3fn``, bf16 compute; T5 stays bf16).
 Non-square rows (``--aspects``, default 112x64 and 64x96, width x height of the 64 px stage; each later stage 4x):
-``auto`` on the whole card and at the smallest budget, with ``peak_vs_square`` / ``area_vs_square`` against the
-square ``auto`` row of the same budget (no surprise peak: the first should not exceed the second).
+``auto`` on the whole card (the first also at the smallest budget), with ``peak_vs_square`` / ``area_vs_square``
+against the square ``auto`` row of the same budget (no surprise peak: the first should not exceed the second).
 
 Random weights at the real sizes (bench/memory_models.py), bf16 (VAE fp32), one prompt with CFG, steps kept
 small (10/10/10) so the whole run takes a few minutes; our x4 stage decodes in 64-latent VAE tiles. Each row:
@@ -183,17 +183,19 @@ def aspect_sizes(spec: str, size: int, multiple: int) -> list[tuple[int, int]]:
 
 
 def aspect_rows(bench: Bench, models, sizes: list[tuple[int, int]], budgets: list, square: list[dict]) -> list[dict]:
-    """``auto`` at each non-square size, on the whole card and at the smallest budget, against the square row."""
+    """``auto`` at each non-square size on the whole card, and the first size also at the smallest budget (a row
+    costs a full cascade), each against the square ``auto`` row of its budget."""
+    smallest = min((b for b in budgets if b is not None), default=None)
+    runs = [(None, hw) for hw in sizes] + ([(smallest, sizes[0])] if sizes and smallest is not None else [])
     rows = []
-    for budget in dict.fromkeys([None, min((b for b in budgets if b is not None), default=None)]):
+    for budget, hw in runs:
         ref = next((r for r in square if r["policy"] == "auto" and r["budget_gib"] == budget), None)
-        for hw in sizes:
-            row = bench.cascade_row(models, "auto", budget, hw=hw)
-            row["area_vs_square"] = hw[0] * hw[1] / bench.size**2
-            if ref is not None and row["peak_gib"] is not None and ref["peak_gib"]:
-                row["peak_vs_square"] = row["peak_gib"] / ref["peak_gib"]
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        row = bench.cascade_row(models, "auto", budget, hw=hw)
+        row["area_vs_square"] = hw[0] * hw[1] / bench.size**2
+        if ref is not None and row["peak_gib"] is not None and ref["peak_gib"]:
+            row["peak_vs_square"] = row["peak_gib"] / ref["peak_gib"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     return rows
 
 
