@@ -4,6 +4,9 @@
 diffusers' enable_model_cpu_offload / enable_sequential_cpu_offload (and no offload, on the whole card) on the
 same weights, plus T5-XXL offload and reload times from pinned memory (goal <= 1 s in bf16), and last ``auto+fp8``
 rows: ``auto`` with the IF-I / IF-II weights stored in fp8 (``float8_e4m3fn``, bf16 compute; T5 stays bf16).
+Non-square rows (``--aspects``, default 112x64 and 64x96, width x height of the 64 px stage; each later stage 4x):
+``auto`` on the whole card (the first also at the smallest budget), with ``peak_vs_square`` / ``area_vs_square``
+against the square ``auto`` row of the same budget (no surprise peak: the first should not exceed the second).
 
 Random weights at the real sizes (bench/memory_models.py), bf16 (VAE fp32), one prompt with CFG, steps kept
 small (10/10/10) so the whole run takes a few minutes; our x4 stage decodes in 64-latent VAE tiles. Each row:
@@ -83,15 +86,19 @@ class Bench:
             return False, time.perf_counter() - t0, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
     # -- ours ----------------------------------------------------------------------------------------
-    def cascade_row(self, models, policy: str, budget_gib: float | None, steps: int | None = None) -> dict:
+    def cascade_row(self, models, policy: str, budget_gib: float | None, steps: int | None = None,
+                    hw: tuple[int, int] | None = None) -> dict:
         self.limit(budget_gib)
+        height, width = hw or (self.size, self.size)
         cascade = Cascade(models.t5, models.base, models.sr, models.upscaler, policy=policy, device=self.device,
                           upscaler_options={"vae_tile": 64}, **self.manager_args(budget_gib))
         try:
-            ok, seconds, error = self.timed(lambda: cascade(PROMPT, seed=0, steps=steps or self.steps, size=self.size))
+            ok, seconds, error = self.timed(lambda: cascade(PROMPT, seed=0, steps=steps or self.steps, height=height,
+                                                            width=width))
             report = cascade.report()
             row = dict(impl="ours", policy=policy, budget_gib=budget_gib, ok=ok, peak_gib=self.peak(),
-                       seconds=seconds, modes={m.name: m.mode for m in report.models}, evictions=report.evictions)
+                       seconds=seconds, modes={m.name: m.mode for m in report.models}, evictions=report.evictions,
+                       height=height, width=width)
             if error:
                 row["error"] = error
             return row
@@ -165,6 +172,33 @@ def pin_models(models) -> float:
     return time.perf_counter() - t0
 
 
+def aspect_sizes(spec: str, size: int, multiple: int) -> list[tuple[int, int]]:
+    """``"112x64,64x96"`` (width x height at a 64 px base) -> [(height, width)] scaled to ``size`` (the dry run's 8 px
+    base), rounded to ``multiple``; ``""`` or ``"none"`` -> []."""
+    out = []
+    for item in (s for s in spec.split(",") if s.strip() and s.strip() != "none"):
+        w, h = (int(v) for v in item.lower().split("x"))
+        out.append(tuple(max(multiple, round(v * size / 64 / multiple) * multiple) for v in (h, w)))
+    return out
+
+
+def aspect_rows(bench: Bench, models, sizes: list[tuple[int, int]], budgets: list, square: list[dict]) -> list[dict]:
+    """``auto`` at each non-square size on the whole card, and the first size also at the smallest budget (a row
+    costs a full cascade), each against the square ``auto`` row of its budget."""
+    smallest = min((b for b in budgets if b is not None), default=None)
+    runs = [(None, hw) for hw in sizes] + ([(smallest, sizes[0])] if sizes and smallest is not None else [])
+    rows = []
+    for budget, hw in runs:
+        ref = next((r for r in square if r["policy"] == "auto" and r["budget_gib"] == budget), None)
+        row = bench.cascade_row(models, "auto", budget, hw=hw)
+        row["area_vs_square"] = hw[0] * hw[1] / bench.size**2
+        if ref is not None and row["peak_gib"] is not None and ref["peak_gib"]:
+            row["peak_vs_square"] = row["peak_gib"] / ref["peak_gib"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def card_name() -> str:
     return re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name().lower()).strip("_")
 
@@ -175,6 +209,9 @@ def print_table(result: dict) -> None:
         budget = "card" if r["budget_gib"] is None else f"{r['budget_gib']} GiB"
         peak = "-" if r["peak_gib"] is None else f"{r['peak_gib']:.2f}"
         extra = r.get("error") or ", ".join(f"{k}={v}" for k, v in r.get("modes", {}).items())
+        if r.get("height") is not None and r["height"] != r["width"]:
+            vs = "-" if r.get("peak_vs_square") is None else f"x{r['peak_vs_square']:.2f}"
+            extra = f"{r['width']}x{r['height']} base, peak {vs} for area x{r['area_vs_square']:.2f}; {extra}"
         print(f"{r['policy']:34s} {budget:>7s} {'yes' if r['ok'] else 'no':>3s} {peak:>9s} {r['seconds']:8.2f}  "
               f"{extra}")
     print("T5 offload/reload:", json.dumps(result["t5_offload"]))
@@ -188,6 +225,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-fp8", action="store_true", help="skip the auto+fp8 rows (IF-I/IF-II weights in fp8)")
     ap.add_argument("--budgets", default="8,16,card", help="GiB per run, comma-separated; card = no fraction")
     ap.add_argument("--steps", type=int, default=None, help="steps of every stage (default 10; dry run 2)")
+    ap.add_argument("--aspects", default="112x64,64x96",
+                    help="non-square 64 px stage sizes, width x height, comma-separated ('none' skips them)")
     args = ap.parse_args(argv)
     budgets = [None if b == "card" else float(b) for b in args.budgets.split(",")]
     torch.set_num_threads(1 if args.dry_run else torch.get_num_threads())
@@ -212,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict:
             for policy in POLICIES:
                 rows.append(bench.cascade_row(models, policy, budget))
                 print(json.dumps(rows[-1]), flush=True)
+        rows += aspect_rows(bench, models, aspect_sizes(args.aspects, bench.size, models.base.config.size_multiple),
+                            budgets, list(rows))
         t5 = bench.t5_rows(models)
         if not args.no_diffusers:
             try:

@@ -24,6 +24,8 @@ def test_memory_bench_dry_run_quick(tmp_path):
     _check(result, out, (*POLICIES, "auto+fp8"), [8.0, None])
     auto = {r["budget_gib"]: r["modes"] for r in result["rows"] if r["policy"] == "auto"}
     assert set(auto[None].values()) == {"keep"}
+    wide = [(r["budget_gib"], r["height"], r["width"]) for r in result["rows"] if r.get("height") != r.get("width")]
+    assert wide == [(None, 8, 16), (None, 12, 8), (8.0, 8, 16)]  # 112x64 and 64x96 scaled to the 8 px dry-run base
 
 
 @pytest.mark.slow

@@ -157,31 +157,45 @@ class Cascade:
     @torch.inference_mode()
     def __call__(self, prompts: str | Sequence[str], *, seed: int = 0, steps: Steps = None,
                  guidance: float | None = None, negative_prompt: str | None = None, size: int = 64,
-                 up_to: int | None = None, callback: Callable[[int, dict], None] | None = None
-                 ) -> dict[int, torch.Tensor]:
-        """Images ``{size: [B, size, size, 3]}`` in 0..1 (float32, CPU) for each stage: ``{64, 256, 1024}``.
+                 height: int | None = None, width: int | None = None, up_to: int | None = None,
+                 callback: Callable[[int, dict], None] | None = None) -> dict[int, torch.Tensor]:
+        """Images ``{key: [B, H, W, 3]}`` in 0..1 (float32, CPU), one entry per stage.
 
-        ``steps``: every stage's step count (int) or some (``{64: n, 256: n, 1024: n}``, keys = output sizes);
-        ``guidance``: every stage's CFG scale (None: the stage settings'); ``size``: the base stage's output
-        (multiple of 8), each later stage 4x; ``up_to``: stop after the stage of that size; ``callback(size,
-        info)`` after every sampler step (raising interrupts)."""
+        The base stage outputs ``height`` x ``width`` (each defaults to ``size``; multiples of the base UNet's
+        size multiple, 8 for IF-I), each later stage 4x both sides. Keys are each stage's shorter side: ``{64,
+        256, 1024}`` for 64 x 64 and for any aspect ratio with a 64 px short side (e.g. ``height=64, width=112``:
+        ``{64: [B, 64, 112, 3], 256: [B, 256, 448, 3], 1024: [B, 1024, 1792, 3]}``). ``steps``: every stage's
+        step count (int) or some (``{64: n, 256: n, 1024: n}``, by key); ``guidance``: every stage's CFG scale
+        (None: the stage settings'); ``up_to``: stop after the stage of that key; ``callback(key, info)`` after
+        every sampler step (raising interrupts)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts:
             raise ValueError("Cascade: give at least one prompt")
+        base_hw = self._base_size(size if height is None else height, size if width is None else width)
         roles = ["base", "sr", "upscaler"][:len(self.sizes)]
-        sizes = [size * 4**i for i in range(len(roles))]
+        shapes = [(base_hw[0] * 4**i, base_hw[1] * 4**i) for i in range(len(roles))]
+        keys = [min(hw) for hw in shapes]
         if up_to is not None:
-            if up_to not in sizes:
-                raise ValueError(f"Cascade: up_to must be one of {sizes}, got {up_to!r}")
-            roles, sizes = roles[:sizes.index(up_to) + 1], sizes[:sizes.index(up_to) + 1]
+            if up_to not in keys:
+                raise ValueError(f"Cascade: up_to must be one of {keys} (each stage's shorter side), got {up_to!r}")
+            roles, shapes, keys = (v[:keys.index(up_to) + 1] for v in (roles, shapes, keys))
         positive, negative = self.encode(prompts, negative_prompt)
         out, low = {}, None
-        for role, out_size in zip(roles, sizes):
-            step_cb = None if callback is None else (lambda info, s=out_size: callback(s, info))
-            low = self._stage(role, out_size, prompts, positive, negative, low, seed=seed, steps=steps,
+        for role, out_hw, key in zip(roles, shapes, keys):
+            step_cb = None if callback is None else (lambda info, k=key: callback(k, info))
+            low = self._stage(role, out_hw, prompts, positive, negative, low, seed=seed, steps=steps,
                               guidance=guidance, callback=step_cb, negative_prompt=negative_prompt)
-            out[out_size] = pixels_to_images(low)
+            out[key] = pixels_to_images(low)
         return out
+
+    def _base_size(self, height: int, width: int) -> tuple[int, int]:
+        """Check the base stage's output size against the base UNet; returns (height, width)."""
+        m = self.base.config.size_multiple
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % m:
+                raise ValueError(f"Cascade: {name} (the base stage's output) must be a positive multiple of {m} for "
+                                 f"this base UNet, got {value!r}")
+        return height, width
 
     @torch.inference_mode()
     def upscale(self, images: torch.Tensor, prompts: str | Sequence[str], role: str, *, seed: int = 0,
@@ -199,25 +213,28 @@ class Cascade:
             raise ValueError(f"Cascade.upscale: {images.shape[0]} images but {len(prompts)} prompts")
         low = images_to_pixels(images, device=self.manager.device_of(role))
         positive, negative = self.encode(prompts, negative_prompt)
-        return pixels_to_images(self._stage(role, 4 * low.shape[-1], prompts, positive, negative, low, seed=seed,
+        out_hw = (4 * low.shape[-2], 4 * low.shape[-1])
+        return pixels_to_images(self._stage(role, out_hw, prompts, positive, negative, low, seed=seed,
                                             steps=steps, guidance=guidance, negative_prompt=negative_prompt))
 
-    def _stage(self, role: str, out_size: int, prompts: list[str], positive: torch.Tensor, negative: torch.Tensor,
-               low: torch.Tensor | None, *, seed: int, steps: Steps, guidance: float | None, callback=None,
-               negative_prompt: str | None = None) -> torch.Tensor:
-        """One stage with its settings, step count, guidance and seed: pixels [B, 3, out_size, out_size]."""
-        gen = torch.Generator().manual_seed(seed * 7919 + out_size)
+    def _stage(self, role: str, out_hw: tuple[int, int], prompts: list[str], positive: torch.Tensor,
+               negative: torch.Tensor, low: torch.Tensor | None, *, seed: int, steps: Steps,
+               guidance: float | None, callback=None, negative_prompt: str | None = None) -> torch.Tensor:
+        """One stage with its settings, step count, guidance and seed: pixels [B, 3, *out_hw]. The seed and a
+        ``steps`` mapping go by the stage's key, its output's shorter side (the square rule unchanged)."""
+        key = min(out_hw)
+        gen = torch.Generator().manual_seed(seed * 7919 + key)
         settings = self.stages[role]
-        count = _steps_for(out_size, steps, settings)
+        count = _steps_for(key, steps, settings)
         scale = settings.guidance if guidance is None else float(guidance)
         if role == "upscaler" and isinstance(self.upscaler, Upscaler):
             return self._x4(prompts, low, settings, count, scale, gen, callback, negative_prompt)
-        return self._unet_stage(role, out_size, positive, negative, low, settings, count, scale, gen, callback)
+        return self._unet_stage(role, out_hw, positive, negative, low, settings, count, scale, gen, callback)
 
-    def _unet_stage(self, role: str, out_size: int, positive: torch.Tensor, negative: torch.Tensor,
+    def _unet_stage(self, role: str, out_hw: tuple[int, int], positive: torch.Tensor, negative: torch.Tensor,
                     low: torch.Tensor | None, settings: StageSettings, steps: int, scale: float,
                     generator: torch.Generator, callback) -> torch.Tensor:
-        """One IF stage: pixels [B, 3, out_size, out_size] in about [-1, 1] (SR: from ``low`` [B, 3, s/4, s/4])."""
+        """One IF stage: pixels [B, 3, H, W] = [B, 3, *out_hw] in about [-1, 1] (SR: from ``low`` [B, 3, H/4, W/4])."""
         with self.manager.using(role) as unet:
             device = self.manager.device_of(role)
             guider = unet_guider(unet, positive.to(device), negative.to(device), scale,
@@ -225,7 +242,7 @@ class Cascade:
                                  threshold_max=settings.threshold_max)
             sigmas = schedule_sigmas(guider.denoiser, steps, settings.schedule)
             extra = {} if low is None else {"low_res": low, "noise_level": settings.noise_level}
-            return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=out_size, width=out_size,
+            return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=out_hw[0], width=out_hw[1],
                                 sampler=settings.sampler, generator=generator, device=device, callback=callback,
                                 **extra)
 

@@ -62,21 +62,27 @@ def demo_cascade(device=None):
 
 
 def generate(prompts, *, seed: int = 0, guidance: float | None = None, steps=None, device=None,
-             up_to: int = 1024) -> dict:
-    """The cascade's outputs ``{size: [B, size, size, 3]}`` for the stages up to ``up_to`` (64, 256 or 1024)."""
+             up_to: int = 1024, height: int = 64, width: int = 64) -> dict:
+    """The cascade's outputs for the stages up to ``up_to`` (stage 64, 256 or 1024), keyed as
+    :class:`~cascade_core.cascade.Cascade` keys them (each stage's shorter side): 64 x 64 gives ``{64: [B, 64, 64,
+    3], 256: ..., 1024: ...}``; ``height=64, width=112`` gives ``{64: [B, 64, 112, 3], 256: [B, 256, 448, 3],
+    1024: [B, 1024, 1792, 3]}`` (the demo models are trained at a 64 px base: keep the short side 64)."""
     if up_to not in STAGE_OF_SIZE:
         raise ValueError(f"up_to must be one of {sorted(STAGE_OF_SIZE)}, got {up_to!r}")
     prompts = _prompts(prompts)
-    return demo_cascade(device)(prompts, seed=seed, guidance=guidance, steps=steps, up_to=up_to)
+    last = min(height, width) * 4 ** sorted(STAGE_OF_SIZE).index(up_to)
+    return demo_cascade(device)(prompts, seed=seed, guidance=guidance, steps=steps, up_to=last, height=height,
+                                width=width)
 
 
 def upscale(images: torch.Tensor, prompts, stage: int, *, seed: int = 0, guidance: float | None = None, steps=None,
             device=None) -> torch.Tensor:
-    """One demo SR stage on ``images`` [B, h, w, 3] in 0..1: ``stage`` 256 (64 -> 256) or 1024 (256 -> 1024)."""
+    """One demo SR stage on ``images`` [B, h, w, 3] in 0..1 -> [B, 4h, 4w, 3]: ``stage`` 256 (a 64 px short side ->
+    256, e.g. 64x64 or 112x64) or 1024 (a 256 px short side -> 1024)."""
     if stage not in (256, 1024):
         raise ValueError(f"upscale: stage must be 256 or 1024, got {stage!r}")
-    if images.shape[1] * 4 != stage or images.shape[2] * 4 != stage:
-        raise ValueError(f"upscale: stage {stage} takes {stage // 4}x{stage // 4} images, got "
-                         f"{images.shape[2]}x{images.shape[1]}")
+    if min(images.shape[1], images.shape[2]) * 4 != stage:
+        raise ValueError(f"upscale: stage {stage} takes images whose shorter side is {stage // 4} px (e.g. "
+                         f"{stage // 4}x{stage // 4}), got {images.shape[2]}x{images.shape[1]}")
     return demo_cascade(device).upscale(images, _prompts(prompts), "sr" if stage == 256 else "upscaler", seed=seed,
                                         steps=steps, guidance=guidance)
