@@ -12,7 +12,8 @@ Per stage (t5, 64, 256, 1024) and for the total: ``ours_s``, ``diffusers_s``, ``
 ``ours_peak_gib`` / ``diffusers_peak_gib`` (max allocated during the stage, resident weights included); top level
 ``ratio_total`` (our ``Cascade.__call__`` end to end vs the sum of diffusers' four calls) and
 ``matmul_ceiling_tflops`` (a bf16 8192^3 matmul measured in the same run). ``variants``: ours with one change
-switched off or on (text work per step; DPM-Solver++ at the 50/25/25 preset), each with its seconds.
+switched off or on (text work per step; DPM-Solver++ at the 50/25/25 preset; CUDA graphs), each with its
+seconds.
 
     python bench/cascade_gpu.py                 # CUDA: bench/results/gpu_<card>.json (+ .md table), ~4-6 min
     python bench/cascade_gpu.py --dry-run --out /tmp/g.json   # tiny models on the CPU, same code, seconds
@@ -123,11 +124,11 @@ class Ours:
         return sample_stage(guider, sigmas, height=size, width=size, sampler=sampler, device=self.device,
                             generator=torch.Generator().manual_seed(1 if role == "base" else 2), **extra)
 
-    def cascade(self) -> Cascade:
+    def cascade(self, **options) -> Cascade:
         stages = {r: StageSettings(**{**IF_STAGES[r].__dict__, "steps": self.steps[r]}) for r in IF_STAGES}
         m = self.m
         return Cascade(m.t5, m.base, m.sr, m.upscaler, policy="keep", device=self.device, stages=stages,
-                       dtype=next(m.base.parameters()).dtype)
+                       dtype=next(m.base.parameters()).dtype, **options)
 
     def stage_flops(self, clock: Clock, role: str, text, low=None) -> tuple[int, int]:
         """(FLOPs per step: one guided call, CFG batch of 2; FLOPs once per stage: the x4 CLIP and VAE decode),
@@ -207,13 +208,17 @@ def main(argv: list[str] | None = None) -> dict:
         for name, role in (("64", "base"), ("256", "sr"), ("1024", "upscaler")):
             flops[name] = counted[name][0] * steps[role] + counted[name][1]
         mine = measure(clock, ours, reps)
-        cascade = ours.cascade()
-        total_ours, total_peak, _ = clock.timed(lambda: cascade(PROMPT, seed=0, size=size), reps)
-        variants = {
-            "text_work_per_step_64": clock.timed(
-                lambda: _per_step(lambda: ours.stage("base", text)), reps)[0],
+        variants = {  # before any Cascade: a closed Cascade hands its models back to host memory
+            "text_work_per_step_64": clock.timed(lambda: _per_step(lambda: ours.stage("base", text)), reps)[0],
             "preset_50_25_25_total": clock.timed(lambda: _fast_cascade(ours, text), reps)[0],
         }
+        cascade = ours.cascade()
+        total_ours, total_peak, _ = clock.timed(lambda: cascade(PROMPT, seed=0, size=size), reps)
+        cascade.close()
+        graphed = ours.cascade(cuda_graphs=True)
+        graphed(PROMPT, seed=0, size=size, steps=1)  # back to the GPU (close() sent the weights to the host)
+        variants["cuda_graphs_total"] = clock.timed(lambda: graphed(PROMPT, seed=0, size=size), reps)[0]
+        graphed.close()
         theirs = None
         if not args.no_diffusers:
             their_side = Theirs(models, args.dry_run, device, steps, size)

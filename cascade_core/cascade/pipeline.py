@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..cuda_graphs import GraphedDenoiser
 from ..image import pixels_to_images
 from ..offload import ModelManager
 from ..stage import sample_stage, schedule_sigmas, unet_guider
@@ -48,6 +49,9 @@ class Cascade:
     (default CUDA if present), ``text_device``: where T5 runs (default ``device``; e.g. ``"cpu"`` or
     ``"cuda:1"``). ``stages``: settings per role (``base`` / ``sr`` / ``upscaler``) over :data:`IF_STAGES`;
     ``upscaler_options``: extra ``sample_x4_stage`` arguments (``tile``, ``overlap``, ``vae_tile``, ...).
+    ``cuda_graphs``: replay each IF stage's denoising step from a CUDA graph
+    (:class:`~cascade_core.cuda_graphs.GraphedDenoiser`) when its model stays resident (not ``block``); off CUDA,
+    or if capture fails, the stage runs eagerly. Off by default until measured on a GPU (bench/cascade_gpu.py).
     """
 
     def __init__(self, text_encoder, base, sr=None, upscaler=None, *, policy: str = "auto",
@@ -56,7 +60,7 @@ class Cascade:
                  stages: Mapping[str, StageSettings] | None = None, negative_prompt: str = "",
                  device_budgets: Mapping[str, int] | None = None, reserve_gib: float = 1.0,
                  manager: ModelManager | None = None, upscaler_options: Mapping | None = None,
-                 weight_dtype: torch.dtype | None = None):
+                 weight_dtype: torch.dtype | None = None, cuda_graphs: bool = False):
         if upscaler is not None and sr is None:
             raise ValueError("Cascade: an upscaler (stage III) needs an sr model (stage II) before it")
         self.device, dtype = default_device_dtype(device, dtype)
@@ -72,6 +76,7 @@ class Cascade:
         third = IF_STAGES["upscaler"] if isinstance(self.upscaler, Upscaler) else PIXEL_SR_STAGE
         self.stages = {**IF_STAGES, "upscaler": third, **(stages or {})}
         self.upscaler_options = dict(upscaler_options or {})
+        self.cuda_graphs = bool(cuda_graphs)
         self.manager = manager if manager is not None else ModelManager(
             policy, budget_gib=budget_gib, device_budgets=device_budgets, reserve_gib=reserve_gib)
         self._register()
@@ -242,7 +247,9 @@ class Cascade:
                                  threshold_max=settings.threshold_max)
             sigmas = schedule_sigmas(guider.denoiser, steps, settings.schedule)
             extra = {} if low is None else {"low_res": low, "noise_level": settings.noise_level}
-            return sample_stage(guider, sigmas, batch_size=positive.shape[0], height=out_hw[0], width=out_hw[1],
+            # a graph replays the weights' addresses at capture: only for a model resident for the whole stage
+            model = GraphedDenoiser(guider) if self.cuda_graphs and self.manager.mode_of(role) != "block" else guider
+            return sample_stage(model, sigmas, batch_size=positive.shape[0], height=out_hw[0], width=out_hw[1],
                                 sampler=settings.sampler, generator=generator, device=device, callback=callback,
                                 **extra)
 
