@@ -10,7 +10,7 @@ each row runs stage I with one sampler / schedule / step count and reports:
   oracle           the demo oracle's accuracy per attribute (colour / shape / position / size; 0..1)
   seconds          wall time of the stage for all prompts, and per image
 
-    python bench/step_presets.py [--prompts 8] [--threads 2]   # bench/results/step_presets.json + a table
+    python bench/step_presets.py [--prompts 16] [--threads 2]   # bench/results/step_presets.json + a table
 """
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ from cascade_core.stage import sample_stage, schedule_sigmas, unet_guider  # noq
 OUT = ROOT / "bench" / "results" / "step_presets.json"
 # (sampler, schedule, steps): the demo's own default first (ddpm 25), IF's reference count (ddpm 100), then the
 # deterministic solvers at falling step counts
-ROWS = [("ddpm", "leading", 25), ("ddpm", "leading", 100), ("ddim", "leading", 50), ("ddim", "leading", 25),
+# deterministic rows share the reference's schedule (the same start sigma: the same ODE solution to converge to)
+ROWS = [("ddpm", "leading", 25), ("ddpm", "leading", 100), ("ddim", "dpm", 50), ("ddim", "dpm", 25),
         ("dpmpp_2m", "dpm", 50), ("dpmpp_2m", "dpm", 25), ("dpmpp_2m", "dpm", 15), ("dpmpp_2m", "dpm", 10)]
 DETERMINISTIC = ("ddim", "dpmpp_2m", "euler")
 
@@ -63,7 +64,7 @@ def run_stage(models: dict, prompts: list[str], sampler: str, schedule: str, ste
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference-steps", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
