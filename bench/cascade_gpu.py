@@ -219,11 +219,13 @@ def main(argv: list[str] | None = None) -> dict:
         graphed(PROMPT, seed=0, size=size, steps=1)  # back to the GPU (close() sent the weights to the host)
         variants["cuda_graphs_total"] = clock.timed(lambda: graphed(PROMPT, seed=0, size=size), reps)[0]
         graphed.close()
-        theirs = None
+        theirs, vae = None, None
         if not args.no_diffusers:
             their_side = Theirs(models, args.dry_run, device, steps, size)
             measure(clock, Theirs(models, args.dry_run, device, {r: 1 for r in steps}, size), 1)
             theirs = measure(clock, their_side, reps)
+            models.upscaler.vae.to(device)
+            vae = vae_profile(models, their_side.third.vae, device, 4 * size)
     rows = {}
     for name in STAGE_NAMES:
         d = theirs[name]["s"] if theirs else None
@@ -248,7 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = dict(device=card, torch=torch.__version__, diffusers=diffusers.__version__, dtype=str(dtype)[6:],
                   steps={"64": steps["base"], "256": steps["sr"], "1024": steps["upscaler"]}, reps=reps,
                   dry_run=args.dry_run, matmul_ceiling_tflops=ceiling, stages=rows,
-                  ratio_total=rows["total"]["ratio"], variants=variants, total_seconds=time.perf_counter() - t0,
+                  ratio_total=rows["total"]["ratio"], variants=variants, vae_decode_profile=vae,
+                  total_seconds=time.perf_counter() - t0,
                   note="random weights at the real sizes, bf16 (VAE fp32), one prompt with CFG, models resident; "
                        "stage 1024 includes the VAE decode; total = our Cascade call vs the sum of diffusers' calls")
     out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"gpu_{_card_slug()}.json"
@@ -259,6 +262,31 @@ def main(argv: list[str] | None = None) -> dict:
     print(table)
     print(f"wrote {out} (+ .md) in {result['total_seconds']:.0f} s")
     return result
+
+
+def vae_profile(models, their_vae, device: str, latent: int) -> dict:
+    """Why our untiled x4 VAE decode peaks higher than diffusers': for each, the peak, the ops that allocate most
+    device memory themselves and how many layout copies (aten::copy_ / contiguous / clone) run, from
+    torch.profiler over one decode of a [1, 4, latent, latent] latent (fp32)."""
+    z = torch.randn(1, 4, latent, latent, device=device)
+    out = {}
+    for name, decode in (("ours", lambda: models.upscaler.vae(z)), ("diffusers", lambda: their_vae.decode(z))):
+        decode()
+        activities = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if device == "cuda" else [])
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        with torch.profiler.profile(activities=activities, profile_memory=True) as prof:
+            decode()
+        peak = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else None
+        events = prof.key_averages()
+        mem = "self_device_memory_usage" if device == "cuda" else "self_cpu_memory_usage"
+        top = sorted(events, key=lambda e: -getattr(e, mem, 0))[:8]
+        out[name] = dict(peak_gib=peak, top_ops=[(e.key, e.count, getattr(e, mem, 0) / GIB) for e in top],
+                         layout_copies={e.key: e.count for e in events
+                                        if e.key in ("aten::copy_", "aten::contiguous", "aten::clone")})
+    return out
 
 
 def _per_step(fn):

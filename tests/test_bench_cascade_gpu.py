@@ -22,6 +22,7 @@ def test_cascade_gpu_bench_dry_run(tmp_path):
         assert row["ratio"] == pytest.approx(row["ours_s"] / row["diffusers_s"]), name
     assert on_disk["ratio_total"] == result["stages"]["total"]["ratio"]
     assert on_disk["stages"]["64"]["flops_per_step"] > 0
+    assert set(on_disk["vae_decode_profile"]) == {"ours", "diffusers"}
     assert set(on_disk["variants"]) == {"text_work_per_step_64", "preset_50_25_25_total", "cuda_graphs_total"}
     table = out.with_suffix(".md").read_text()
     assert "| 64 |" in table and "| total |" in table
