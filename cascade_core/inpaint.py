@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -22,11 +23,11 @@ from torch import Tensor
 from .denoisers import denoise_with_variance
 
 __all__ = ["MaskedDenoiser", "strength_sigmas", "strength_steps", "prepare_mask", "resize_pixels", "match_batches",
-           "composite"]
+           "composite", "StartImage", "start_image"]
 
 
 def strength_steps(steps: int, strength: float) -> int:
-    """How many of ``steps`` run at ``strength`` (diffusers' ``get_timesteps``): ``min(int(steps * strength), steps)``."""
+    """How many of ``steps`` run at ``strength`` (diffusers' ``get_timesteps``): min(int(steps * strength), steps)."""
     if not isinstance(strength, (int, float)) or not 0.0 <= float(strength) <= 1.0 or math.isnan(float(strength)):
         raise ValueError(f"strength (denoise) must be a number in 0..1, got {strength!r}")
     return min(int(steps * float(strength)), steps)
@@ -79,17 +80,12 @@ def match_batches(batch_size: int, image: Tensor, mask: Tensor | None = None) ->
     """Broadcast a start image [1 or B, C, H, W] and a mask [1 or B, 1, H, W] to one batch:
     ``(image [B, ...], mask [B, ...] or None, B)``; B is the largest of ``batch_size`` and the batches given.
     Each batch must be 1 or B; anything else is a ValueError naming both sizes."""
-    sizes = {"image": image.shape[0], **({"mask": mask.shape[0]} if mask is not None else {})}
+    sizes = {"start image": image.shape[0], **({"mask": mask.shape[0]} if mask is not None else {})}
     batch = max([batch_size, *sizes.values()])
-    if batch_size not in (1, batch):
-        raise ValueError(f"batch_size is {batch_size} but the start image has {sizes['image']} images"
-                         + (f" and the mask {sizes['mask']}" if mask is not None else "") +
-                         ": give batch_size 1 (follow the inputs) or one of their batch sizes")
-    for name, size in sizes.items():
-        if size not in (1, batch):
-            others = ", ".join(f"{k} {v}" for k, v in sizes.items() if k != name)
-            raise ValueError(f"the {name} batch is {size} but the other batch is {batch} ({others}, batch_size "
-                             f"{batch_size}): give one {name} for all, or exactly {batch}")
+    if batch_size not in (1, batch) or any(size not in (1, batch) for size in sizes.values()):
+        given = ", ".join(f"{k} {v}" for k, v in {**sizes, "batch_size": batch_size}.items())
+        raise ValueError(f"batch sizes do not match ({given}): each must be 1 or the common batch {batch} (one "
+                         "image or mask for all, or one per image)")
     image = image.expand(batch, *image.shape[1:]) if image.shape[0] != batch else image
     if mask is not None and mask.shape[0] != batch:
         mask = mask.expand(batch, *mask.shape[1:])
@@ -134,3 +130,35 @@ class MaskedDenoiser:
         """``(x0 with the original outside the mask, the inner denoiser's learned-range fraction or None)``."""
         denoised, variance = denoise_with_variance(self.denoiser, self.blend_state(x, sigma), sigma, extra)
         return self._keep(denoised), variance
+
+
+@dataclass(frozen=True)
+class StartImage:
+    """A stage's start image from ComfyUI inputs, at the stage's output size: ``pixels`` [B, 3, H, W] in [-1, 1]
+    (what the sampler starts from), ``images`` [B, H, W, 3] in 0..1 (the same picture in ComfyUI's layout, what
+    :meth:`finish` puts back outside the mask) and ``mask`` [B, 1, H, W] binary (1 = repaint) or None."""
+
+    pixels: Tensor
+    images: Tensor
+    mask: Tensor | None
+
+    def finish(self, generated: Tensor) -> Tensor:
+        """ComfyUI images [B, H, W, 3] from the stage -> the same with the start image's exact pixels outside the
+        mask (unchanged without a mask): the float round trip through [-1, 1] cannot move a kept pixel."""
+        if self.mask is None:
+            return generated
+        return composite(generated, self.images.to(generated.device), self.mask.permute(0, 2, 3, 1).cpu())
+
+
+def start_image(images: Tensor, height: int, width: int, mask: Tensor | None = None) -> StartImage:
+    """ComfyUI ``images`` [B, h, w, C] (0..1; C = 1, 3, 4 as :func:`cascade_core.image.to_rgb`) and an optional
+    ``mask`` [B, h', w'] (0..1, 1 = repaint) -> :class:`StartImage` at height x width. The image is stretched to
+    that size if it differs (bilinear, antialiased when shrinking); the mask follows :func:`prepare_mask`."""
+    from .image import to_rgb
+
+    rgb = to_rgb(images, device="cpu")
+    if tuple(rgb.shape[-2:]) != (height, width):
+        shrink = height < rgb.shape[-2] or width < rgb.shape[-1]
+        rgb = F.interpolate(rgb, (height, width), mode="bilinear", align_corners=False, antialias=shrink).clamp(0, 1)
+    binary = None if mask is None else prepare_mask(mask, height, width)
+    return StartImage(rgb * 2.0 - 1.0, rgb.permute(0, 2, 3, 1).contiguous(), binary)

@@ -179,6 +179,8 @@ def sample_stage(
     if init_image is not None:
         _check_init(init_image, mask, channels, height, width)
         init_image, mask, batch_size = match_batches(batch_size, init_image, mask)
+        if low_res is not None and low_res.shape[0] == 1:
+            low_res = low_res.expand(batch_size, *low_res.shape[1:])  # one low-res image for a batch of masks
         sigmas = strength_sigmas(sigmas, strength)
     _check_stage_inputs(height, width, batch_size, low_res, noise_level, aug_alphas)
     device = torch.device(device) if device is not None else (low_res.device if low_res is not None else

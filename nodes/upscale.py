@@ -14,7 +14,7 @@ from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
 from .checks import CheckedNode
 from .loaders import CATEGORY, UNET_DTYPES
-from .sampling import upsample_x4
+from .sampling import start_inputs, upsample_x4
 from .types import GUIDER, UPSCALER, GuiderSpec, ModelHandle
 
 CHECKPOINTS = "checkpoints"
@@ -64,6 +64,9 @@ class UpscalerLoader(CheckedNode):
 
 
 X4_ONLY = " x4 upscaler only (ignored with 'guider')."
+X4_NO_START = ("the SD x4 upscaler is loaded decoder-only (the pack has no encoder for its VAE), so it cannot "
+               "start from an image: disconnect them, or inpaint at 256 px and upscale the result.")
+GUIDER_ONLY = " With 'guider' only: " + X4_NO_START
 WIRING = ("Wire exactly one of: 'upscaler' <- x4 Upscaler Loader (the SD x4 upscaler, latent space, its own CLIP "
           "prompt), or 'guider' <- Cascade CFG Guider <- Cascade UNet Loader with a pixel-space 256 -> 1024 SR UNet "
           "(e.g. demo/sr1024, the built-in demo's stage III; T5 conditioning as for stage II).")
@@ -116,7 +119,7 @@ class SRUpsampler1024(CheckedNode):
                                          "slower. Turn on if you run out of memory." + X4_ONLY),
                 io.Int.Input("tile_size", default=64, min=16, max=512, step=8,
                              tooltip="Tile size in input pixels (x4 in the output) when tiling is on." + X4_ONLY),
-            ],
+            ] + start_inputs(GUIDER_ONLY),
             outputs=[io.Image.Output(display_name="image")],
         )
 
@@ -129,13 +132,19 @@ class SRUpsampler1024(CheckedNode):
     @classmethod
     def execute(cls, image: torch.Tensor, prompt: str, negative_prompt: str, steps: int, guidance: float,
                 noise_level: int, seed: int, sampler: str, tiling: bool, tile_size: int,
-                upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None) -> io.NodeOutput:
+                upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None,
+                start_image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                denoise: float = 1.0) -> io.NodeOutput:
         error = _wiring_error(upscaler is not None, guider is not None)
         if error:
             raise ValueError(error)
         if guider is not None:
             return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 1024", noise_level=noise_level, seed=seed,
-                                             steps=steps, schedule="leading", sampler=sampler))
+                                             steps=steps, schedule="leading", sampler=sampler, start=start_image,
+                                             mask=mask, denoise=denoise, node_cls=cls))
+        if start_image is not None or mask is not None or denoise != 1.0:
+            raise ValueError("SR Upsampler 1024: inputs 'start_image' / 'mask' / 'denoise' work with 'guider' (a "
+                             "pixel-space stage III such as demo/sr1024) only: " + X4_NO_START)
         low = images_to_pixels(image)
         if low.shape[2] % 4 or low.shape[3] % 4:
             raise ValueError(f"SR Upsampler 1024: input 'image' is {low.shape[3]}x{low.shape[2]}; the x4 upscaler "
