@@ -204,10 +204,12 @@ def _mask_without_image(files: dict) -> dict:
     return graph
 
 
-def _x4_with_start(files: dict) -> dict:
-    graph = x4_graph(empty_image(16, 16))
-    graph["31"]["inputs"]["start_image"] = ["20", 0]
-    return graph
+def _x4_with_start(**inputs) -> Callable[[dict], dict]:
+    def build(files: dict) -> dict:
+        graph = x4_graph(empty_image(16, 16))
+        graph["31"]["inputs"].update(start_image=["20", 0], **inputs)
+        return graph
+    return build
 
 
 CASES += [
@@ -222,7 +224,8 @@ CASES += [
     Case("mask-all-one-runs", start_graph(mask=1.0), "6", (), ok=True),
     Case("start-image-other-size-runs", start_graph(mask=1.0, size=100, denoise=0.5), "6", (), ok=True),
     Case("start-image-batch-mismatch", start_graph(image_batch=2, batch_size=3), "6", ("batch", "start_image")),
-    Case("x4-start-image", _x4_with_start, "31", ("start_image",)),
+    Case("x4-start-image-runs", _x4_with_start(denoise=0.5), "31", (), ok=True),
+    Case("x4-denoise-runs-no-step", _x4_with_start(denoise=0.01), "31", ("denoise",)),
 ]
 
 
