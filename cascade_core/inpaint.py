@@ -7,8 +7,15 @@ Semantics follow diffusers' IF img2img / inpainting pipelines:
 * inpainting (``mask`` 1 = repaint, binarised at 0.5) keeps the unmasked region at the **clean** original in the
   state at every step. :class:`MaskedDenoiser` does this as a denoiser wrapper: before each model call it puts the
   original (scaled to sigma space) into the unmasked region of the state, and it returns x0 with the original there.
-  Any sampler whose last sigma is 0 then ends exactly on the original outside the mask; with the DDPM sampler the
-  masked region equals diffusers' state blending ``(1 - m) * previous + m * new`` step for step.
+  Any sampler whose last sigma is 0 then ends exactly on the original outside the mask.
+
+Why this is diffusers' state blending ``x <- (1 - m) * previous + m * new`` for the DDPM sampler: there the state
+outside the mask is the clean original at every step (the start blend and each step keep it), so the UNet sees
+x_t = original there, which is what :meth:`MaskedDenoiser.blend_state` feeds it (x_t = x / sqrt(1 + sigma^2)).
+Inside the mask both run the same model input, CFG, dynamic thresholding (over the whole image, in the guider,
+as diffusers' scheduler does), posterior step and full-size noise draw; what either keeps outside the mask
+between steps is discarded at the next call. The last DDPM step (sigma_next = 0) returns x0, in which the
+wrapper has put the original outside the mask, so the output equals it there bit for bit.
 """
 from __future__ import annotations
 
