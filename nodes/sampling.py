@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from cascade_core.image import images_to_pixels, pixels_to_images, preview
-from cascade_core.inpaint import StartImage, match_batches, start_image, strength_sigmas
+from cascade_core.inpaint import StartImage, match_batches, prepare_mask, start_image, strength_sigmas
 from cascade_core.samplers import SAMPLERS
 from cascade_core.spacing import IF_STEP_STRINGS
 from cascade_core.stage import sample_stage, schedule_sigmas, unet_guider
@@ -40,8 +40,8 @@ START_TIPS = {
     "start_image": "Optional start image (image-to-image / inpainting, as diffusers' IF img2img pipelines). It is "
                    "stretched (bilinear) to this stage's output size if it has another size. One image for the "
                    "whole batch, or one per image.",
-    "mask": "Optional inpainting mask (needs start_image): ComfyUI MASK, 1 = repaint, 0 = keep (LoadImage's alpha "
-            "or the mask editor). Resized to the output size (area-weighted), then binarised at 0.5; outside it "
+    "mask": "Optional inpainting mask (needs start_image): ComfyUI MASK, 1 = repaint, 0 = keep (LoadImage's MASK: "
+            "its transparent pixels, e.g. painted in the mask editor). Resized to the output size (area-weighted), then binarised at 0.5; outside it "
             "the output keeps the start image's pixels exactly. An all-one mask repaints everything (plain "
             "image-to-image); an all-zero mask is an error (nothing to repaint).",
     "denoise": "Strength 0..1 with a start image: how much of the schedule runs (int(steps * denoise) steps; the "
@@ -79,7 +79,7 @@ def prepare_start(node_cls: type, node: str, height: int, width: int, batch: int
         raise ValueError(f"{node}: input 'start_image': {e}") from None
     if mask is not None:
         try:
-            begin = StartImage(begin.pixels, begin.images, start_image(start[:1], height, width, mask).mask)
+            begin = StartImage(begin.pixels, begin.images, prepare_mask(mask, height, width))
         except ValueError as e:
             raise ValueError(f"{node}: input 'mask': {e}") from None
         if not bool(begin.mask.any()):
