@@ -41,9 +41,10 @@ START_TIPS = {
                    "stretched (bilinear) to this stage's output size if it has another size. One image for the "
                    "whole batch, or one per image.",
     "mask": "Optional inpainting mask (needs start_image): ComfyUI MASK, 1 = repaint, 0 = keep (LoadImage's MASK: "
-            "its transparent pixels, e.g. painted in the mask editor). Resized to the output size (area-weighted), then binarised at 0.5; outside it "
-            "the output keeps the start image's pixels exactly. An all-one mask repaints everything (plain "
-            "image-to-image); an all-zero mask is an error (nothing to repaint).",
+            "its transparent pixels, e.g. painted in the mask editor). Resized to the output size "
+            "(area-weighted), then binarised at 0.5; outside it the output keeps the start image's pixels "
+            "exactly. An all-one mask repaints everything (plain image-to-image); an all-zero mask is an error "
+            "(nothing to repaint).",
     "denoise": "Strength 0..1 with a start image: how much of the schedule runs (int(steps * denoise) steps; the "
                "start image is noised to the first of them). 1.0 runs every step; lower keeps more of the image. "
                "Without a start image leave it at 1.0.",
