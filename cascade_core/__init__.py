@@ -17,6 +17,10 @@ _EXPORTS = {
     "DynamicThreshold": "cascade_core.guidance",
     # stage runner, the whole cascade and model placement
     "sample_stage": "cascade_core.stage",
+    # image-to-image and inpainting options of the stage runners
+    "MaskedDenoiser": "cascade_core.inpaint",
+    "strength_sigmas": "cascade_core.inpaint",
+    "prepare_mask": "cascade_core.inpaint",
     "Cascade": "cascade_core.cascade",
     "StageSettings": "cascade_core.cascade",
     "ModelManager": "cascade_core.offload",

@@ -6,6 +6,10 @@ upsamples the low-res image (bilinear, ``align_corners=True`` as IF does), noise
 through the ``low_res`` / ``noise_level`` extra arguments. Random draws follow diffusers' order
 (initial noise, then augmentation noise, then per-step noise) from one seeded generator, so a seed
 reproduces the reference pipelines.
+
+Image-to-image and inpainting are options of the same runner (``init_image``, ``strength``, ``mask``; see
+:mod:`cascade_core.inpaint`): the schedule starts part-way and the start image is noised to that step with the
+initial noise draw (diffusers' IF img2img / inpainting pipelines draw in the same order).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from torch import nn
 
 from .denoisers import DiscreteVPDenoiser
 from .guidance import CFGGuider, DynamicThreshold
+from .inpaint import MaskedDenoiser, match_batches, strength_sigmas
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import IF_STEP_STRINGS, lambda_clipped_timesteps, timesteps_from_spec
@@ -120,6 +125,22 @@ def _check_stage_inputs(height: int, width: int, batch_size: int, low_res: torch
         raise ValueError(f"noise_level must be in [0, {len(aug_alphas) - 1}], got {noise_level}")
 
 
+def _check_init(init_image: torch.Tensor, mask: torch.Tensor | None, channels: int, height: int,
+                width: int) -> None:
+    if init_image.dim() != 4 or tuple(init_image.shape[1:]) != (channels, height, width):
+        raise ValueError(f"init_image must be [B, {channels}, {height}, {width}] (the output size) in [-1, 1], got "
+                         f"{tuple(init_image.shape)}: resize it first (cascade_core.inpaint.resize_pixels)")
+    if not bool(torch.isfinite(init_image).all()):
+        raise ValueError("init_image contains NaN or infinite values")
+    if mask is not None:
+        if mask.dim() != 4 or tuple(mask.shape[1:]) != (1, height, width):
+            raise ValueError(f"mask must be [B, 1, {height}, {width}] here (cascade_core.inpaint.prepare_mask "
+                             f"resizes and binarises), got {tuple(mask.shape)}")
+        if not bool((mask >= 0.5).any()):
+            raise ValueError("mask is all zeros: nothing to repaint (1 = repaint); paint the region to change, "
+                             "or leave the mask out for image-to-image of the whole image")
+
+
 def sample_stage(
     denoiser: Callable,
     sigmas: torch.Tensor,
@@ -136,23 +157,49 @@ def sample_stage(
     callback: Callable[[dict], None] | None = None,
     sampler_options: dict | None = None,
     device: torch.device | str | None = None,
+    init_image: torch.Tensor | None = None,
+    strength: float = 1.0,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run one stage and return images [B, channels, height, width] in about [-1, 1] (float32).
 
     ``denoiser`` is a sigma-space denoiser, normally a ``CFGGuider`` over :func:`unet_denoiser`.
     ``low_res`` ([B, 3, h, w] in [-1, 1]) makes this a super-resolution stage. ``callback`` gets the
     sampler's dict plus ``total`` (number of steps) after every step; raising from it interrupts.
+
+    Image-to-image: ``init_image`` [1 or B, channels, height, width] in [-1, 1] (at the output size) is noised
+    to the first of the steps that ``strength`` (0..1) keeps (:func:`~cascade_core.inpaint.strength_sigmas`;
+    1.0 runs them all, still starting from the noised image). Inpainting: ``mask`` [1 or B, 1, height, width]
+    (binary, 1 = repaint; see :func:`~cascade_core.inpaint.prepare_mask`) with ``init_image`` keeps the
+    original outside the mask at every step (:class:`~cascade_core.inpaint.MaskedDenoiser`): with a final
+    sigma of 0 the output equals ``init_image`` there exactly.
     """
     sigmas = torch.as_tensor(sigmas, dtype=torch.float32)
     aug_alphas = ALPHA_SCHEDULES[aug_schedule](1000)
     if low_res is not None and batch_size == 1:
         batch_size = low_res.shape[0]
+    if init_image is None and (mask is not None or strength != 1.0):
+        raise ValueError("mask and strength (denoise) need a start image (init_image): without one the stage "
+                         "generates from pure noise")
+    if init_image is not None:
+        _check_init(init_image, mask, channels, height, width)
+        init_image, mask, batch_size = match_batches(batch_size, init_image, mask)
+        if low_res is not None and low_res.shape[0] == 1:
+            low_res = low_res.expand(batch_size, *low_res.shape[1:])  # one low-res image for a batch of masks
+        sigmas = strength_sigmas(sigmas, strength)
     _check_stage_inputs(height, width, batch_size, low_res, noise_level, aug_alphas)
     device = torch.device(device) if device is not None else (low_res.device if low_res is not None else
                                                                 torch.device("cpu"))
     randn = gaussian_source(generator, device)
     shape = (batch_size, channels, height, width)
-    x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)  # x_T ~ N(0, I) in DDPM space
+    if init_image is None:
+        x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)  # x_T ~ N(0, I) in DDPM space
+    else:
+        init_image = init_image.to(device=device, dtype=torch.float32)
+        x = init_image + float(sigmas[0]) * randn(shape)  # q(x_t | x_0) in sigma space
+        if mask is not None:
+            denoiser = MaskedDenoiser(denoiser, init_image, mask.to(device))
+            x = denoiser.blend_state(x, sigmas[0])
     extra = {}
     if low_res is not None:
         upscaled = F.interpolate(low_res.float().to(device), (height, width), mode="bilinear", align_corners=True)

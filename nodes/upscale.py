@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cascade_core.image import images_to_pixels, pixels_to_images, preview
+from cascade_core.inpaint import strength_steps
 from cascade_core.samplers import SAMPLERS
 from cascade_core.upscaler.loading import load_upscaler
 from cascade_core.upscaler.stage import sample_x4_stage, untiled_working_bytes
@@ -14,7 +15,7 @@ from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
 from .checks import CheckedNode
 from .loaders import CATEGORY, UNET_DTYPES
-from .sampling import upsample_x4
+from .sampling import prepare_start, start_inputs, upsample_x4
 from .types import GUIDER, UPSCALER, GuiderSpec, ModelHandle
 
 CHECKPOINTS = "checkpoints"
@@ -54,6 +55,8 @@ class UpscalerLoader(CheckedNode):
         def build() -> tuple:
             model = load_upscaler(path, device=offload, dtype=torch_dtype)
             parts = nn.ModuleDict({"unet": model.unet, "vae": model.vae})
+            if model.encoder is not None:
+                parts["vae_encoder"] = model.encoder
             if model.text is not None:
                 parts["text"] = model.text.model
             return model, parts, upscaler_name
@@ -64,6 +67,11 @@ class UpscalerLoader(CheckedNode):
 
 
 X4_ONLY = " x4 upscaler only (ignored with 'guider')."
+X4_NO_START = ("this x4 upscaler was loaded from a single file, which the pack reads decoder-only (no VAE "
+               "encoder), so it cannot start from an image: load the stable-diffusion-x4-upscaler repo folder "
+               "instead, or disconnect them.")
+X4_START = (" x4 upscaler: in latent space (the start image VAE-encoded; a latent pixel is repainted when any of "
+            "its 4x4 pixels is masked; pixels outside the mask are still kept exactly); needs the repo folder.")
 WIRING = ("Wire exactly one of: 'upscaler' <- x4 Upscaler Loader (the SD x4 upscaler, latent space, its own CLIP "
           "prompt), or 'guider' <- Cascade CFG Guider <- Cascade UNet Loader with a pixel-space 256 -> 1024 SR UNet "
           "(e.g. demo/sr1024, the built-in demo's stage III; T5 conditioning as for stage II).")
@@ -116,7 +124,7 @@ class SRUpsampler1024(CheckedNode):
                                          "slower. Turn on if you run out of memory." + X4_ONLY),
                 io.Int.Input("tile_size", default=64, min=16, max=512, step=8,
                              tooltip="Tile size in input pixels (x4 in the output) when tiling is on." + X4_ONLY),
-            ],
+            ] + start_inputs(X4_START),
             outputs=[io.Image.Output(display_name="image")],
         )
 
@@ -129,19 +137,32 @@ class SRUpsampler1024(CheckedNode):
     @classmethod
     def execute(cls, image: torch.Tensor, prompt: str, negative_prompt: str, steps: int, guidance: float,
                 noise_level: int, seed: int, sampler: str, tiling: bool, tile_size: int,
-                upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None) -> io.NodeOutput:
+                upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None,
+                start_image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                denoise: float = 1.0) -> io.NodeOutput:
         error = _wiring_error(upscaler is not None, guider is not None)
         if error:
             raise ValueError(error)
         if guider is not None:
             return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 1024", noise_level=noise_level, seed=seed,
-                                             steps=steps, schedule="leading", sampler=sampler))
+                                             steps=steps, schedule="leading", sampler=sampler, start=start_image,
+                                             mask=mask, denoise=denoise, node_cls=cls))
+        node = "SR Upsampler 1024"
         low = images_to_pixels(image)
         if low.shape[2] % 4 or low.shape[3] % 4:
             raise ValueError(f"SR Upsampler 1024: input 'image' is {low.shape[3]}x{low.shape[2]}; the x4 upscaler "
                              "needs sides that are multiples of 4: resize or crop the image first.")
+        begin, batch = prepare_start(cls, node, 4 * low.shape[2], 4 * low.shape[3], low.shape[0], start_image,
+                                     mask, denoise)
+        if begin is not None:
+            if upscaler.model.encoder is None:
+                raise ValueError(f"{node}: input 'start_image': " + X4_NO_START)
+            if strength_steps(steps, denoise) < 1:
+                raise ValueError(f"{node}: input 'denoise' {denoise} runs no step of {steps} (int({steps} * "
+                                 f"{denoise}) = 0): raise denoise or steps.")
+        start = {} if begin is None else dict(init_image=begin.pixels, mask=begin.mask, strength=denoise)
         if not tiling:
-            batch, (h, w) = low.shape[0], low.shape[2:]
+            h, w = low.shape[2:]
             memory.check_fits(f"SR Upsampler 1024: a {w}x{h} input (batch {batch}) without tiling",
                               untiled_working_bytes(upscaler.model, batch, h, w), upscaler.device,
                               "turn on 'tiling' (and lower tile_size), or use a smaller image")
@@ -157,6 +178,7 @@ class SRUpsampler1024(CheckedNode):
         out = memory.run_with_oom_retry(
             lambda: sample_x4_stage(upscaler.model, low, prompt, negative_prompt, steps=steps, guidance=guidance,
                                     noise_level=noise_level, sampler=sampler, callback=callback,
-                                    generator=torch.Generator().manual_seed(seed), **tiles),
+                                    generator=torch.Generator().manual_seed(seed), **tiles, **start),
             [upscaler], "SR Upsampler 1024")
-        return io.NodeOutput(pixels_to_images(out))
+        out = pixels_to_images(out)
+        return io.NodeOutput(out if begin is None else begin.finish(out))

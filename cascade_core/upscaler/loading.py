@@ -30,6 +30,7 @@ from .clip import ClipTextEncoder, clip_key, load_clip_text, load_clip_tokenizer
 from .ldm_keys import is_ldm_checkpoint, ldm_clip, ldm_unet, ldm_vae
 from .model import Upscaler
 from .vae import VAEConfig, VAEDecoder, vae_key
+from .vae_encoder import VAEEncoder, encoder_key
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,16 @@ def _load_vae(config: dict, sources: dict, device: torch.device, what: str) -> V
     return _frozen(vae)
 
 
+def _load_encoder(config: dict, sources: dict, device: torch.device, what: str) -> VAEEncoder | None:
+    """The VAE encoder (image-to-image at stage III) when the files hold it, else None."""
+    if not sources:
+        return None
+    with torch.device("meta"):
+        encoder = VAEEncoder(VAEConfig.from_diffusers_config(config), quant_conv="quant_conv.weight" in sources)
+    load_sources(encoder, sources, device=device, dtype=torch.float32, what=what)
+    return _frozen(encoder)
+
+
 def _text_from_folder(root: Path, device: torch.device, dtype: torch.dtype) -> ClipTextEncoder:
     """CLIP text encoder from ``root/text_encoder`` + ``root/tokenizer`` (or a bare text-encoder folder
     with its tokenizer files inside)."""
@@ -119,14 +130,16 @@ def _from_folder(root: Path, device: torch.device, dtype: torch.dtype) -> tuple:
     _check_x4_unet(UNetConfig.from_json_file(root / "unet" / "config.json"), str(root / "unet"))
     unet = load_unet(root / "unet", device=device, dtype=dtype)
     vae_files = find_weight_files(root / "vae", "diffusion_pytorch_model")
-    vae = _load_vae(read_json(root / "vae" / "config.json"), file_sources(vae_files, rename=vae_key), device,
-                    f"{root / 'vae'} (VAE decoder)")
+    vae_config = read_json(root / "vae" / "config.json")
+    vae = _load_vae(vae_config, file_sources(vae_files, rename=vae_key), device, f"{root / 'vae'} (VAE decoder)")
+    encoder = _load_encoder(vae_config, file_sources(vae_files, rename=encoder_key), device,
+                            f"{root / 'vae'} (VAE encoder)")
     text = _text_from_folder(root, device, dtype) if (root / "text_encoder").is_dir() else None
     low_res = root / "low_res_scheduler" / "scheduler_config.json"
     schedules = _schedules(read_json(root / "scheduler" / "scheduler_config.json"),
                            read_json(low_res) if low_res.is_file() else X4_LOW_RES_SCHEDULER, max_noise_level,
                            str(root))
-    return unet, vae, text, schedules
+    return unet, vae, text, {**schedules, "encoder": encoder}
 
 
 def _clip_tokenizer_for(path: Path, tokenizer: str | os.PathLike | None):

@@ -10,6 +10,7 @@ from ..unet.model import UNet
 from .clip import ClipTextEncoder
 from .tiling import tiled_map
 from .vae import VAEDecoder
+from .vae_encoder import VAEEncoder
 
 __all__ = ["Upscaler"]
 
@@ -19,7 +20,8 @@ class Upscaler:
 
     * ``unet(x [B, 7, h, w], t, text_embeds [B, 77, 1024], noise_level [B]) -> v [B, 4, h, w]`` (the same
       contract as ``load_unet`` models; equal to diffusers' ``UNet2DConditionModel(...).sample``);
-    * :meth:`decode` (VAE, float32) and :meth:`encode_prompt` (CLIP ``last_hidden_state``);
+    * :meth:`decode` (VAE, float32), :meth:`encode` (VAE encoder, float32; ``encoder`` is None when the files
+      had none) and :meth:`encode_prompt` (CLIP ``last_hidden_state``);
     * ``alphas_cumprod`` [1000] of the sampling schedule (scaled-linear), ``prediction`` ("v_prediction"),
       ``noise_alphas_cumprod`` [1000] of the low-res augmentation, ``max_noise_level`` (350),
       ``scaling_factor`` (0.08333), ``upscale_factor`` (4), ``set_alpha_to_one``, ``steps_offset``.
@@ -27,8 +29,9 @@ class Upscaler:
 
     def __init__(self, unet: UNet, vae: VAEDecoder, text: ClipTextEncoder | None, *, alphas_cumprod: Tensor,
                  noise_alphas_cumprod: Tensor, prediction: str = "v_prediction", max_noise_level: int = 350,
-                 set_alpha_to_one: bool = False, steps_offset: int = 1, text_hint: str = ""):
-        self.unet, self.vae, self.text = unet, vae, text
+                 set_alpha_to_one: bool = False, steps_offset: int = 1, text_hint: str = "",
+                 encoder: VAEEncoder | None = None):
+        self.unet, self.vae, self.text, self.encoder = unet, vae, text, encoder
         self.alphas_cumprod = torch.as_tensor(alphas_cumprod, dtype=torch.float32)
         self.noise_alphas_cumprod = torch.as_tensor(noise_alphas_cumprod, dtype=torch.float32)
         self.prediction = prediction
@@ -71,6 +74,16 @@ class Upscaler:
         if tile < 4 or not 0 <= overlap < tile:
             raise ValueError(f"VAE tiles must be >= 4 latent pixels with 0 <= overlap < tile, got {tile}, {overlap}")
         return tiled_map(lambda part, _: self.vae(part), z, tile, overlap, scale=self.upscale_factor)
+
+    @torch.no_grad()
+    def encode(self, pixels: Tensor) -> Tensor:
+        """VAE encode in float32: images [B, 3, 4h, 4w] in [-1, 1] -> sampling latents [B, 4, h, w] (the posterior
+        mean times ``scaling_factor``, the space :meth:`decode` inverts); needs the VAE encoder (repo folders)."""
+        if self.encoder is None:
+            raise ValueError("this x4 upscaler was loaded without its VAE encoder (single files are loaded "
+                             "decoder-only), so it cannot start from an image: load the "
+                             "stable-diffusion-x4-upscaler repo folder (its vae/ holds the encoder)")
+        return self.encoder(pixels.float()).to(self.device, torch.float32) * self.scaling_factor
 
     @torch.no_grad()
     def preview(self, latents: Tensor, max_latent: int = 32) -> Tensor:

@@ -14,9 +14,11 @@ import math
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..guidance import CFGGuider
+from ..inpaint import MaskedDenoiser, composite, match_batches, strength_sigmas
 from ..schedules import sigmas_for_timesteps, sigmas_from_alphas_cumprod
 from ..spacing import spaced_timesteps
 from ..stage import gaussian_source, noise_augment, run_sampler, unet_denoiser
@@ -84,7 +86,8 @@ def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", nega
                     steps: int = 75, guidance: float = 9.0, noise_level: int = 100, sampler: str | Callable = "ddim",
                     generator: torch.Generator | None = None, callback: Callable[[dict], None] | None = None,
                     tile: int | None = None, overlap: int = 16, vae_tile: int | None = None, vae_overlap: int = 8,
-                    sampler_options: dict | None = None) -> Tensor:
+                    sampler_options: dict | None = None, init_image: Tensor | None = None, strength: float = 1.0,
+                    mask: Tensor | None = None) -> Tensor:
     """Upscale image [B, 3, h, w] in [-1, 1] (h, w multiples of 4) to [B, 3, 4h, 4w] in [-1, 1] (float32).
 
     ``prompt``/``negative_prompt``: strings (encoded with the upscaler's CLIP) or CLIP states [1 or B, 77, D].
@@ -92,8 +95,21 @@ def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", nega
     ``tile``/``overlap``: UNet tiles in latent (= low-res) pixels, denoised predictions blended every step;
     ``vae_tile``/``vae_overlap``: VAE decoder tiles in latent pixels, feather-blended. None = untiled.
     ``callback`` gets the sampler's per-step dict plus ``total``; raising from it interrupts.
+
+    Image-to-image / inpainting in latent space: ``init_image`` [1 or B, 3, 4h, 4w] in [-1, 1] is VAE-encoded
+    (posterior mean) and noised to the first step ``strength`` keeps; ``mask`` [1 or B, 1, 4h, 4w] (binary, 1 =
+    repaint) is taken to the latent grid so that a latent pixel is repainted when any of its 4x4 pixels is
+    (max-pool), the masked denoiser keeps the encoded original elsewhere, and the decoded output is composited
+    with ``init_image`` outside the pixel mask, so unmasked pixels equal it exactly (the VAE round trip does not
+    reach them). Random draws: augmentation noise, then the start noise.
     """
     _check_inputs(upscaler, image, noise_level, steps)
+    if init_image is None and (mask is not None or strength != 1.0):
+        raise ValueError("mask and strength (denoise) need a start image (init_image)")
+    if init_image is not None:
+        init_image, mask, batch = match_batches(image.shape[0], init_image, mask)
+        image = image.expand(batch, *image.shape[1:]) if image.shape[0] != batch else image
+        _check_start(upscaler, init_image, mask, image.shape[-2:])
     batch, (h, w), device = image.shape[0], image.shape[-2:], upscaler.device
     positive = _embeddings(upscaler, prompt, batch, "prompt")
     negative = _embeddings(upscaler, negative_prompt, batch, "negative_prompt")
@@ -105,9 +121,35 @@ def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", nega
     randn = gaussian_source(generator, device)
     image = image.to(device=device, dtype=torch.float32)
     low_res = noise_augment(image, noise_level, upscaler.noise_alphas_cumprod, randn(tuple(image.shape)))
-    x = randn((batch, upscaler.latent_channels, h, w)) * math.sqrt(1.0 + float(sigmas[0]) ** 2)
+    shape = (batch, upscaler.latent_channels, h, w)
+    if init_image is None:
+        x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)
+    else:
+        sigmas = strength_sigmas(sigmas, strength)
+        original = upscaler.encode(init_image.to(torch.float32))
+        x = original + float(sigmas[0]) * randn(shape)
+        if mask is not None:
+            latent_mask = (F.max_pool2d(mask.float(), upscaler.upscale_factor) >= 0.5).float().to(device)
+            model = MaskedDenoiser(model, original, latent_mask)
+            x = model.blend_state(x, sigmas[0])
     extra = {"low_res": low_res, "noise_level": torch.full((batch,), noise_level, device=device, dtype=torch.long)}
     latents = run_sampler(model, x, sigmas, extra=extra, sampler=sampler, randn=randn, callback=callback,
                           sampler_options=sampler_options)
     decoded = upscaler.decode(latents / upscaler.scaling_factor, tile=vae_tile, overlap=vae_overlap)
-    return decoded.clamp(-1.0, 1.0)
+    decoded = decoded.clamp(-1.0, 1.0)
+    if mask is not None:
+        decoded = composite(decoded, init_image.to(decoded.device), mask.to(decoded.device))
+    return decoded
+
+
+def _check_start(upscaler: Upscaler, init_image: Tensor, mask: Tensor | None, size) -> None:
+    out = tuple(upscaler.upscale_factor * s for s in size)
+    if init_image.dim() != 4 or init_image.shape[1] != 3 or tuple(init_image.shape[-2:]) != out:
+        raise ValueError(f"init_image must be [B, 3, {out[0]}, {out[1]}] (the output size) in [-1, 1], got "
+                         f"{tuple(init_image.shape)}: resize it first (cascade_core.inpaint.resize_pixels)")
+    if mask is not None:
+        if mask.dim() != 4 or tuple(mask.shape[1:]) != (1, *out):
+            raise ValueError(f"mask must be [B, 1, {out[0]}, {out[1]}] (cascade_core.inpaint.prepare_mask), got "
+                             f"{tuple(mask.shape)}")
+        if not bool((mask >= 0.5).any()):
+            raise ValueError("mask is all zeros: nothing to repaint (1 = repaint)")

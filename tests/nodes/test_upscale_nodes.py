@@ -127,3 +127,24 @@ def test_sr1024_guider_must_hold_an_sr_model(pack, model_dirs, sr_guider):
     with pytest.raises(ValueError, match="SR Upsampler 1024: input 'guider' .* base .* super-resolution model"):
         SRUpsampler1024.execute(guider=base, image=torch.rand(1, 8, 8, 3), steps=1, noise_level=100, seed=0,
                                 sampler="ddpm", **X4_ONLY)
+
+
+def test_sr1024_x4_inpaints_in_latent_space_and_keeps_unmasked_pixels(pack, model_dirs):
+    from pixel_cascade.nodes.upscale import SRUpsampler1024
+
+    handle = _upscaler(pack)
+    low = torch.rand(1, 8, 8, 3, generator=torch.Generator().manual_seed(1))
+    start = torch.rand(1, 32, 32, 3, generator=torch.Generator().manual_seed(2))
+    mask = torch.zeros(2, 32, 32)
+    mask[0, 4:12, 4:20], mask[1, 16:30, 8:16] = 1, 1
+    kw = dict(upscaler=handle, image=low, prompt="a cat", negative_prompt="", steps=4, guidance=9.0, noise_level=20,
+              seed=5, sampler="ddim", tiling=False, tile_size=64)
+    out = SRUpsampler1024.execute(start_image=start, mask=mask, denoise=0.5, **kw).result[0]
+    assert out.shape == (2, 32, 32, 3)
+    for i in range(2):
+        keep = mask[i] < 0.5
+        assert torch.equal(out[i][keep], start[0][keep]) and not torch.equal(out[i][~keep], start[0][~keep])
+    with pytest.raises(ValueError, match="SR Upsampler 1024: input 'denoise' 0.1 runs no step of 4"):
+        SRUpsampler1024.execute(start_image=start, denoise=0.1, **kw)
+    with pytest.raises(ValueError, match="SR Upsampler 1024: input 'mask' is all zeros"):
+        SRUpsampler1024.execute(start_image=start, mask=torch.zeros(1, 32, 32), **kw)

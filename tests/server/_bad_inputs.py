@@ -183,6 +183,52 @@ CASES: list[Case] = [
 ]
 
 
+def start_graph(*, mask: float | None = None, image_batch: int = 1, size: int = 64,
+                **sampler) -> Callable[[dict], dict]:
+    """Base 64 Sampler ("6") with a start image ("21", EmptyImage) and optionally a SolidMask ("22") of ``mask``."""
+    def build(files: dict) -> dict:
+        graph = base_graph()
+        graph["21"] = {"class_type": "EmptyImage",
+                       "inputs": {"width": size, "height": size, "batch_size": image_batch, "color": 8421504}}
+        graph["6"]["inputs"].update(start_image=["21", 0], **sampler)
+        if mask is not None:
+            graph["22"] = {"class_type": "SolidMask", "inputs": {"value": mask, "width": size, "height": size}}
+            graph["6"]["inputs"]["mask"] = ["22", 0]
+        return graph
+    return build
+
+
+def _mask_without_image(files: dict) -> dict:
+    graph = start_graph(mask=1.0)(files)
+    del graph["6"]["inputs"]["start_image"], graph["21"]
+    return graph
+
+
+def _x4_with_start(**inputs) -> Callable[[dict], dict]:
+    def build(files: dict) -> dict:
+        graph = x4_graph(empty_image(16, 16))
+        graph["31"]["inputs"].update(start_image=["20", 0], **inputs)
+        return graph
+    return build
+
+
+CASES += [
+    # image-to-image and inpainting inputs (issue 13)
+    Case("denoise-above-one", base("6", denoise=1.5), "6", ("denoise",)),
+    Case("denoise-negative", base("6", denoise=-0.1), "6", ("denoise",)),
+    Case("denoise-nan", base("6", denoise=NAN), "6", ("denoise",)),
+    Case("denoise-without-start-image", base("6", denoise=0.5), "6", ("denoise", "start_image")),
+    Case("denoise-runs-no-step", start_graph(denoise=0.01), "6", ("denoise",)),
+    Case("mask-without-start-image", _mask_without_image, "6", ("mask", "start_image")),
+    Case("mask-all-zero", start_graph(mask=0.0), "6", ("mask",)),
+    Case("mask-all-one-runs", start_graph(mask=1.0), "6", (), ok=True),
+    Case("start-image-other-size-runs", start_graph(mask=1.0, size=100, denoise=0.5), "6", (), ok=True),
+    Case("start-image-batch-mismatch", start_graph(image_batch=2, batch_size=3), "6", ("batch", "start_image")),
+    Case("x4-start-image-runs", _x4_with_start(denoise=0.5), "31", (), ok=True),
+    Case("x4-denoise-runs-no-step", _x4_with_start(denoise=0.01), "31", ("denoise",)),
+]
+
+
 def _without_upscaler(graph: dict) -> dict:
     del graph["30"]
     del graph["31"]["inputs"]["upscaler"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 
 CONTROLLED = ("seed",)  # inputs followed by a control_after_generate widget value
+UI_ONLY = ("control_after_generate", "upload")  # widget values the frontend keeps out of the API prompt (LoadImage's
+# upload button is a widget input named "upload" whose value is "image")
 
 
 def widget_names(node: dict) -> list[str]:
@@ -40,7 +42,7 @@ def to_api(ui: dict) -> dict:
     by_id = links(ui)
     api = {}
     for node in ui["nodes"]:
-        inputs = {k: v for k, v in widgets(node).items() if k != "control_after_generate"}
+        inputs = {k: v for k, v in widgets(node).items() if k not in UI_ONLY}
         for slot, inp in enumerate(node.get("inputs", [])):
             if inp.get("link") is not None:
                 link = by_id[inp["link"]]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from _checkpoints import build_models
 from _comfy_host import comfyui_tree, tree_version, version_mismatch
+from _inputs import write_input_images
 from _client import ComfyServer
 from _runtime import REPO, ROOT, SCRIPT, unavailable
 
@@ -68,6 +69,7 @@ def comfy(comfyui_dir: Path, artifacts: Path, tmp_path_factory) -> ComfyServer:
     work = tmp_path_factory.mktemp("comfy")
     base, run = work / "base", work / "run"
     build_models(base / "models")
+    write_input_images(base / "input")
     port = _free_port()
     env = dict(os.environ, COMFY_ROOT=str(ROOT), COMFYUI_DIR=str(comfyui_dir), COMFY_PORT=str(port),
                COMFY_BASE=str(base), COMFY_RUN=str(run), PYTHON=sys.executable)

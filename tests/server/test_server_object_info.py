@@ -30,7 +30,9 @@ def info(comfy) -> dict:
 
 
 # node id → optional inputs in order
-OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"], "PixelCascadeUNetLoader": ["weight_dtype"]}
+START = ["start_image", "mask", "denoise"]  # image-to-image / inpainting inputs of the samplers
+OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"], "PixelCascadeUNetLoader": ["weight_dtype"],
+            "PixelCascadeBase64Sampler": START, "PixelCascadeSRUpsampler256": START}
 
 
 def _inputs(node: dict) -> dict:
@@ -78,6 +80,10 @@ def test_sampler_widgets(info):
     assert base["width"][1]["default"] == base["height"][1]["default"] == 64
     assert base["width"][1]["step"] == base["height"][1]["step"] == 8
     assert _inputs(info["PixelCascadeSRUpsampler256"])["noise_level"][1]["default"] == 250
+    for name in ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024"):
+        denoise = _inputs(info[name])["denoise"][1]
+        assert (denoise["default"], denoise["min"], denoise["max"]) == (1.0, 0.0, 1.0), name
+        assert _inputs(info[name])["mask"][0] == "MASK" and _inputs(info[name])["start_image"][0] == "IMAGE", name
 
 
 def test_model_dropdowns_list_the_model_folders(info):
