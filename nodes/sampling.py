@@ -16,12 +16,16 @@ from .checks import CheckedNode, require_valid
 from .loaders import CATEGORY
 from .types import GUIDER, GuiderSpec
 
-SCHEDULES = ["leading", "trailing", "linspace", *IF_STEP_STRINGS]
+SCHEDULES = ["leading", "trailing", "linspace", "dpm", *IF_STEP_STRINGS]
 SCHEDULE_TIP = ("How the steps are spread over the 1000 training timesteps: leading/trailing/linspace use 'steps' "
-                "(diffusers' spacings); smart27 ... super100 are DeepFloyd IF's tuned step lists and ignore 'steps'.")
-SAMPLER_TIP = ("ddpm is IF's reference sampler (learned variance); dpmpp_2m is a second-order solver; ddim and euler "
-               "are the same deterministic update (DDIM at eta 0), euler_ancestral is DDIM at eta 1 (fresh noise "
-               "each step).")
+                "(diffusers' spacings); dpm uses 'steps' as diffusers' DPM-Solver does for IF (linspace, skipping "
+                "the noisiest end): pair it with dpmpp_2m, e.g. 25 steps; smart27 ... super100 are DeepFloyd IF's "
+                "tuned step lists and ignore 'steps'.")
+SAMPLER_TIP = ("ddpm is IF's reference sampler (learned variance); dpmpp_2m is a second-order solver for fewer steps "
+               "(with the dpm schedule); ddim is deterministic at eta 0 (the same update as euler) and adds fresh "
+               "noise each step at eta 1 (the same as euler_ancestral): see 'eta'.")
+ETA_TIP = ("ddim only: how much fresh noise each step adds, 0 = deterministic (= euler), 1 = as much as DDPM's "
+           "posterior (= euler_ancestral). The other samplers ignore it.")
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 
@@ -49,6 +53,16 @@ START_TIPS = {
                "start image is noised to the first of them). 1.0 runs every step; lower keeps more of the image. "
                "Without a start image leave it at 1.0.",
 }
+
+
+def eta_input() -> io.Float.Input:
+    """The optional ``eta`` input of the sampler nodes (DDIM's stochasticity)."""
+    return io.Float.Input("eta", default=0.0, min=0.0, max=1.0, step=0.05, optional=True, tooltip=ETA_TIP)
+
+
+def sampler_options(sampler: str, eta: float) -> dict | None:
+    """The sampler's extra arguments a node passes: DDIM's eta, nothing for the others."""
+    return {"eta": float(eta)} if sampler == "ddim" else None
 
 
 def start_inputs(note: str = "") -> list:
@@ -95,7 +109,7 @@ def prepare_start(node_cls: type, node: str, height: int, width: int, batch: int
 
 
 def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: str, sampler: str,
-               begin: StartImage | None = None, denoise: float = 1.0, **stage) -> torch.Tensor:
+               begin: StartImage | None = None, denoise: float = 1.0, eta: float = 0.0, **stage) -> torch.Tensor:
     """Load the model, build the guider on its device, sample with progress/previews/interrupts -> IMAGE
     (from ``begin``'s start image and mask at strength ``denoise`` when given)."""
     unet = spec.unet.model
@@ -126,7 +140,7 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
             bar.update_absolute(info["i"] + 1, info["total"], ("JPEG", preview(info["denoised"]), 512))
 
         x = sample_stage(guider, sigmas, sampler=sampler, generator=torch.Generator().manual_seed(seed),
-                         device=device, callback=callback, **stage)
+                         device=device, callback=callback, sampler_options=sampler_options(sampler, eta), **stage)
         out = pixels_to_images(x)
         return out if begin is None else begin.finish(out)
 
@@ -159,14 +173,14 @@ class Base64Sampler(CheckedNode):
                 io.Int.Input("batch_size", default=1, min=1, max=64,
                              tooltip="Images generated at once (with a start image or mask batch: 1 follows "
                                      "their batch, else it must equal it)."),
-            ] + start_inputs(),
+            ] + start_inputs() + [eta_input()],
             outputs=[io.Image.Output(display_name="image")],
         )
 
     @classmethod
     def execute(cls, guider: GuiderSpec, seed: int, steps: int, schedule: str, sampler: str, width: int,
                 height: int, batch_size: int, start_image: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, denoise: float = 1.0) -> io.NodeOutput:
+                mask: torch.Tensor | None = None, denoise: float = 1.0, eta: float = 0.0) -> io.NodeOutput:
         node = "Base 64 Sampler"
         _check_kind(guider, node, want_sr=False)
         m = guider.unet.model.config.size_multiple
@@ -175,7 +189,7 @@ class Base64Sampler(CheckedNode):
                              f"(got {width}x{height}).")
         begin, batch_size = prepare_start(cls, node, height, width, batch_size, start_image, mask, denoise)
         image = _run_stage(guider, node, seed=seed, steps=steps, schedule=schedule, sampler=sampler,
-                           batch_size=batch_size, height=height, width=width, begin=begin, denoise=denoise)
+                           batch_size=batch_size, height=height, width=width, begin=begin, denoise=denoise, eta=eta)
         return io.NodeOutput(image)
 
 
@@ -192,22 +206,22 @@ class SRUpsampler256(CheckedNode):
                 io.Int.Input("noise_level", default=250, min=0, max=999,
                              tooltip="Noise added to the low-res image before conditioning (IF: 250). Higher "
                                      "values let the model invent more detail and depart more from the input."),
-            ] + _common_inputs(50) + start_inputs(),
+            ] + _common_inputs(50) + start_inputs() + [eta_input()],
             outputs=[io.Image.Output(display_name="image")],
         )
 
     @classmethod
     def execute(cls, guider: GuiderSpec, image: torch.Tensor, noise_level: int, seed: int, steps: int,
                 schedule: str, sampler: str, start_image: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None, denoise: float = 1.0) -> io.NodeOutput:
+                mask: torch.Tensor | None = None, denoise: float = 1.0, eta: float = 0.0) -> io.NodeOutput:
         return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 256", noise_level=noise_level, seed=seed,
                                          steps=steps, schedule=schedule, sampler=sampler, start=start_image,
-                                         mask=mask, denoise=denoise, node_cls=cls))
+                                         mask=mask, denoise=denoise, node_cls=cls, eta=eta))
 
 
 def upsample_x4(spec: GuiderSpec, image: torch.Tensor, node: str, *, noise_level: int, seed: int, steps: int,
                 schedule: str, sampler: str, start: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                denoise: float = 1.0, node_cls: type | None = None) -> torch.Tensor:
+                denoise: float = 1.0, node_cls: type | None = None, eta: float = 0.0) -> torch.Tensor:
     """4x pixel-space super-resolution of ComfyUI ``image`` [B, h, w, C] with a guider holding an SR UNet
     (IF-II, or the demo's stage III) -> IMAGE [B, 4h, 4w, 3]; shared by SR Upsampler 256 and 1024. ``start`` /
     ``mask`` / ``denoise``: the optional image-to-image / inpainting inputs (at the 4x output size)."""
@@ -220,4 +234,4 @@ def upsample_x4(spec: GuiderSpec, image: torch.Tensor, node: str, *, noise_level
                          f"multiples of {max(m // 4, 1)}: resize the image first.")
     begin, _ = prepare_start(node_cls or SRUpsampler256, node, h, w, low.shape[0], start, mask, denoise)
     return _run_stage(spec, node, seed=seed, steps=steps, schedule=schedule, sampler=sampler, low_res=low,
-                      noise_level=noise_level, height=h, width=w, begin=begin, denoise=denoise)
+                      noise_level=noise_level, height=h, width=w, begin=begin, denoise=denoise, eta=eta)

@@ -15,7 +15,7 @@ from . import memory, model_files
 from ._comfy import ProgressBar, io, model_management
 from .checks import CheckedNode
 from .loaders import CATEGORY, UNET_DTYPES
-from .sampling import prepare_start, start_inputs, upsample_x4
+from .sampling import SAMPLER_TIP, eta_input, prepare_start, sampler_options, start_inputs, upsample_x4
 from .types import GUIDER, UPSCALER, GuiderSpec, ModelHandle
 
 CHECKPOINTS = "checkpoints"
@@ -118,13 +118,14 @@ class SRUpsampler1024(CheckedNode):
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Random seed."),
                 io.Combo.Input("sampler", options=list(SAMPLERS), default="ddim",
-                               tooltip="ddim is the x4 upscaler's reference sampler; ddpm the demo stage III's."),
+                               tooltip="ddim is the x4 upscaler's reference sampler; ddpm the demo stage III's. "
+                                       + SAMPLER_TIP),
                 io.Boolean.Input("tiling", default=False,
                                  tooltip="Denoise and decode in overlapping tiles: much less GPU memory, a little "
                                          "slower. Turn on if you run out of memory." + X4_ONLY),
                 io.Int.Input("tile_size", default=64, min=16, max=512, step=8,
                              tooltip="Tile size in input pixels (x4 in the output) when tiling is on." + X4_ONLY),
-            ] + start_inputs(X4_START),
+            ] + start_inputs(X4_START) + [eta_input()],
             outputs=[io.Image.Output(display_name="image")],
         )
 
@@ -139,14 +140,14 @@ class SRUpsampler1024(CheckedNode):
                 noise_level: int, seed: int, sampler: str, tiling: bool, tile_size: int,
                 upscaler: ModelHandle | None = None, guider: GuiderSpec | None = None,
                 start_image: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                denoise: float = 1.0) -> io.NodeOutput:
+                denoise: float = 1.0, eta: float = 0.0) -> io.NodeOutput:
         error = _wiring_error(upscaler is not None, guider is not None)
         if error:
             raise ValueError(error)
         if guider is not None:
             return io.NodeOutput(upsample_x4(guider, image, "SR Upsampler 1024", noise_level=noise_level, seed=seed,
                                              steps=steps, schedule="leading", sampler=sampler, start=start_image,
-                                             mask=mask, denoise=denoise, node_cls=cls))
+                                             mask=mask, denoise=denoise, node_cls=cls, eta=eta))
         node = "SR Upsampler 1024"
         low = images_to_pixels(image)
         if low.shape[2] % 4 or low.shape[3] % 4:
@@ -178,6 +179,7 @@ class SRUpsampler1024(CheckedNode):
         out = memory.run_with_oom_retry(
             lambda: sample_x4_stage(upscaler.model, low, prompt, negative_prompt, steps=steps, guidance=guidance,
                                     noise_level=noise_level, sampler=sampler, callback=callback,
+                                    sampler_options=sampler_options(sampler, eta),
                                     generator=torch.Generator().manual_seed(seed), **tiles, **start),
             [upscaler], "SR Upsampler 1024")
         out = pixels_to_images(out)

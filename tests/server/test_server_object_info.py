@@ -8,8 +8,8 @@ from _checkpoints import FILE_T5_NAME, FILE_UNET, REPO_IF_I, REPO_IF_II
 
 pytestmark = pytest.mark.server
 
-SCHEDULES = {"leading", "trailing", "linspace", "smart27", "smart50", "smart100", "smart185", "super27", "super40",
-             "super100", "fast27"}
+SCHEDULES = {"leading", "trailing", "linspace", "dpm", "smart27", "smart50", "smart100", "smart185", "super27",
+             "super40", "super100", "fast27"}
 SAMPLERS = {"ddpm", "ddim", "euler", "euler_ancestral", "dpmpp_2m"}
 CONTRACT = {  # node id → (required inputs in order, output types)
     "PixelCascadeT5Loader": (["t5_name", "device", "dtype"], ["PIXEL_CASCADE_T5"]),
@@ -30,7 +30,7 @@ def info(comfy) -> dict:
 
 
 # node id → optional inputs in order
-START = ["start_image", "mask", "denoise"]  # image-to-image / inpainting inputs of the samplers
+START = ["start_image", "mask", "denoise", "eta"]  # img2img / inpainting inputs of the samplers, then DDIM's eta
 OPTIONAL = {"PixelCascadeT5Encode": ["long_prompt"], "PixelCascadeUNetLoader": ["weight_dtype"],
             "PixelCascadeBase64Sampler": START, "PixelCascadeSRUpsampler256": START}
 
@@ -84,6 +84,8 @@ def test_sampler_widgets(info):
         denoise = _inputs(info[name])["denoise"][1]
         assert (denoise["default"], denoise["min"], denoise["max"]) == (1.0, 0.0, 1.0), name
         assert _inputs(info[name])["mask"][0] == "MASK" and _inputs(info[name])["start_image"][0] == "IMAGE", name
+        eta = _inputs(info[name])["eta"][1]
+        assert (eta["default"], eta["min"], eta["max"]) == (0.0, 0.0, 1.0), name
 
 
 def test_model_dropdowns_list_the_model_folders(info):
