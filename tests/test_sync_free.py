@@ -12,6 +12,7 @@ import pytest
 import torch
 from tiny_unets import MICRO_IF_I, MICRO_IF_II, MICRO_X4
 
+from cascade_core.inpaint import MaskedDenoiser
 from cascade_core.samplers import SAMPLERS
 from cascade_core.stage import stage_sigmas, unet_denoiser, unet_guider
 from cascade_core.unet.checks import finite_checks
@@ -64,6 +65,14 @@ def test_tiled_x4_loop_never_reads_the_device(sampler):
     out = _run(TiledDenoiser(guider, tile=16, overlap=8), sampler, (1, 4, 24, 16), extra,
                stage_sigmas(guider.denoiser, 3))
     assert out.shape == (1, 4, 24, 16)
+
+
+@pytest.mark.parametrize("sampler", sorted(SAMPLERS))
+def test_inpainting_loop_never_reads_the_device(sampler):
+    guider = _meta_guider(MICRO_IF_I)
+    masked = MaskedDenoiser(guider, torch.empty(2, 3, 8, 8, device=META), torch.empty(2, 1, 8, 8, device=META))
+    out = _run(masked, sampler, (2, 3, 8, 8), {}, stage_sigmas(guider.denoiser, 3))
+    assert out.shape == (2, 3, 8, 8)
 
 
 def test_the_detector_detects_a_read():
