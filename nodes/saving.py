@@ -73,7 +73,8 @@ class SaveImageWithCaptions(CheckedNode):
 
     @classmethod
     def validate_inputs(cls, **values: Any) -> bool | str:
-        single = {k: _single(v) for k, v in values.items()}
+        # widget values come as one-element lists (is_input_list); inputs from links are not resolved yet
+        single = {k: v[0] for k, v in values.items() if isinstance(v, list) and len(v) == 1}
         problems = super().validate_inputs(**single)
         prefix = single.get("filename_prefix")
         problem = prefix_problem(prefix) if isinstance(prefix, str) else None

@@ -104,6 +104,7 @@ def test_save_image_with_captions_errors(pack, output_dir):
     assert "Save Image With Captions: input 'filename_prefix'" in bad and "outside" in bad
     assert "outside" in SaveImageWithCaptions.validate_inputs(filename_prefix=["/tmp/abs/x"])
     assert SaveImageWithCaptions.validate_inputs(filename_prefix=["ok/x"]) is True
+    assert SaveImageWithCaptions.validate_inputs(filename_prefix=["ok/x"], captions=("14", 0), images=None) is True
     with pytest.raises(ValueError, match="input 'filename_prefix'.*outside ComfyUI's output folder"):
         SaveImageWithCaptions.execute(images=[torch.rand(1, 4, 4, 3)], captions=["a"],
                                       filename_prefix=["../../escape"])
