@@ -84,10 +84,14 @@ def best_of_n_graph(*, batch: int = 2, keep: int = 1, texts: str = "a red square
                               "batch_size": batch_size}}}
 
 
-def save_captions_graph(*, prefix: str = "tests/bad/x", images: int = 1, captioned: int = 1) -> dict:
-    """GIT Caption of ``captioned`` images; Save Image With Captions of ``images`` images (node "45")."""
-    graph = git_graph()
-    graph["20"]["inputs"]["batch_size"] = captioned
+def save_captions_graph(*, prefix: str = "tests/bad/x", images: int = 1, captioned: int = 0) -> dict:
+    """Save Image With Captions (node "45") of ``images`` images with the captions of GIT Caption on ``captioned``
+    images, or (0) one fixed caption: then "45" is the only output node (a bad prefix fails the whole prompt)."""
+    if captioned:
+        graph = git_graph()
+        graph["20"]["inputs"]["batch_size"] = captioned
+    else:
+        graph = {"41": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a caption"}}}
     graph["21"] = empty_image(32, 32)
     graph["21"]["inputs"]["batch_size"] = images
     graph["45"] = {"class_type": "PixelCascadeSaveImageWithCaptions",

@@ -106,3 +106,25 @@ def test_best_of_n_k_above_n_and_unsafe_prefix_are_named(comfy):
     assert run.status == "success", run.of_type("execution_error")
     (image,) = run.history["outputs"]["45"]["images"]
     assert (comfy.base / "output" / "tests" / image["filename"]).with_suffix(".txt").read_text() == "a caption"
+
+
+NEW_NODES = {  # node id -> (required inputs, optional inputs, outputs, which outputs are lists)
+    "PixelCascadeBestOfN": (["model", "image", "texts", "keep"], ["batch_size"], ["IMAGE", "FLOAT", "STRING", "INT"],
+                            [False, True, False, True]),
+    "PixelCascadeGITCaption": (["model", "image", "max_new_tokens", "num_beams", "repetition_penalty", "prompt"],
+                               ["prefix", "suffix", "batch_size"], ["STRING"], [True]),
+    "PixelCascadeEmbeddingSimilarity": (["model", "image", "texts", "score"], ["image_b", "batch_size"],
+                                        ["FLOAT", "STRING", "STRING", "STRING"], [False, False, True, False]),
+    "PixelCascadeSaveImageWithCaptions": (["images", "captions", "filename_prefix"], [], [], []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW_NODES))
+def test_object_info_of_caption_and_selection_nodes(comfy, name):
+    required, optional, outputs, lists = NEW_NODES[name]
+    node = comfy.get(f"/object_info/{name}")[name]
+    assert node["input_order"]["required"] == required
+    assert node["input_order"].get("optional", []) == optional
+    assert node["output"] == outputs and node["output_is_list"] == lists
+    if name == "PixelCascadeSaveImageWithCaptions":
+        assert node["output_node"] and node["input"]["required"]["captions"][1]["forceInput"]
