@@ -33,6 +33,13 @@ _EXPORTS = {
     "Captioner": "cascade_core.captioning",
     "load_embedder": "cascade_core.similarity",
     "Embedder": "cascade_core.similarity",
+    # best-of-N selection and caption files
+    "best_of_n": "cascade_core.selection",
+    "select_best": "cascade_core.selection",
+    "Selection": "cascade_core.selection",
+    "SelectionError": "cascade_core.selection",
+    "decorate_caption": "cascade_core.caption_files",
+    "save_pairs": "cascade_core.caption_files",
     # stage III: SD x4 upscaler
     "Upscaler": "cascade_core.upscaler.model",
     "load_upscaler": "cascade_core.upscaler.loading",

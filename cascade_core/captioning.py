@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from .hf_folder import FrozenModel, WrongModelError, check_processor_files, load_model, read_config
+from .image import check_images
 from .preprocess import Preprocessor, load_image_processor
 from .unet.loading import default_device_dtype
 
@@ -84,13 +85,13 @@ class Captioner(FrozenModel):
         """
         options = _generation_options(max_new_tokens, num_beams, do_sample, temperature, top_p, min_new_tokens,
                                       repetition_penalty)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        pixels = self.pixel_values(images)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
+        check_images(images)
         captions: list[str] = []
         with _seeded(seed if do_sample else None, self.device), torch.inference_mode():
-            for start in range(0, pixels.shape[0], batch_size):
-                chunk = pixels[start:start + batch_size]
+            for start in range(0, images.shape[0], batch_size):
+                chunk = self.pixel_values(images[start:start + batch_size])
                 input_ids = self.prompt_ids(prompt, chunk.shape[0], max_new_tokens)
                 ids = self.model.generate(pixel_values=chunk, input_ids=input_ids, **options)
                 if input_ids is not None:

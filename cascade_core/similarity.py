@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .hf_folder import FrozenModel, check_processor_files, load_model, read_config
+from .image import check_images
 from .preprocess import Preprocessor, load_image_processor
 from .unet.loading import default_device_dtype
 
@@ -100,15 +101,22 @@ class Embedder(FrozenModel):
                             self.max_length, texts[i][:60])
 
     def embed_images(self, images: torch.Tensor, *, batch_size: int = 32) -> torch.Tensor:
-        """``images [B, H, W, C]`` in 0..1 → L2-normalised float32 embeddings ``[B, D]`` (on the device)."""
-        pixels = self.pixel_values(images)
-        with torch.inference_mode():
-            out = [_features(self.model.get_image_features(pixel_values=pixels[i:i + batch_size]))
-                   for i in range(0, pixels.shape[0], batch_size)]
-        return F.normalize(torch.cat(out).float(), dim=-1)
+        """``images [B, H, W, C]`` in 0..1 → L2-normalised float32 embeddings ``[B, D]`` (on the device).
+
+        ``batch_size`` images are preprocessed and run through the vision tower at a time, so the memory
+        used beside the model follows ``batch_size``, not ``B``."""
+        _check_batch_size(batch_size)
+        check_images(images)
+        out = []
+        for i in range(0, images.shape[0], batch_size):
+            pixels = self.pixel_values(images[i:i + batch_size])
+            with torch.inference_mode():
+                out.append(_features(self.model.get_image_features(pixel_values=pixels)).float())
+        return F.normalize(torch.cat(out), dim=-1)
 
     def embed_texts(self, texts: Sequence[str], *, batch_size: int = 64) -> torch.Tensor:
         """``B`` texts → L2-normalised float32 embeddings ``[B, D]`` (on the device)."""
+        _check_batch_size(batch_size)
         texts = _check_texts(texts)
         self._warn_truncated(texts)
         out = []
@@ -133,9 +141,16 @@ class Embedder(FrozenModel):
         return logits.softmax(dim=-1) if softmax else logits
 
     def similarity(self, images: torch.Tensor, texts: Sequence[str], *, scale: bool = False,
-                   softmax: bool = False) -> torch.Tensor:
-        """``[B_images, B_texts]`` scores of ``images [B, H, W, C]`` against ``texts`` (see :meth:`scores`)."""
-        return self.scores(self.embed_images(images), self.embed_texts(texts), scale=scale, softmax=softmax)
+                   softmax: bool = False, batch_size: int = 32) -> torch.Tensor:
+        """``[B_images, B_texts]`` scores of ``images [B, H, W, C]`` against ``texts`` (see :meth:`scores`);
+        ``batch_size`` images (and texts) are embedded at a time."""
+        return self.scores(self.embed_images(images, batch_size=batch_size),
+                           self.embed_texts(texts, batch_size=batch_size), scale=scale, softmax=softmax)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

@@ -1,7 +1,8 @@
 // Shows the text a Pixel Cascade output node returns (captions, similarity scores) inside the node.
 import { app } from "../../scripts/app.js";
 
-const TEXT_NODES = new Set(["PixelCascadeGITCaption", "PixelCascadeEmbeddingSimilarity"]);
+const TEXT_NODES = new Set(["PixelCascadeGITCaption", "PixelCascadeEmbeddingSimilarity", "PixelCascadeBestOfN",
+                            "PixelCascadeSaveImageWithCaptions"]);
 
 function showText(node, lines) {
   const text = (Array.isArray(lines) ? lines : [lines]).join("\n\n");

@@ -6,13 +6,15 @@ from .guidance import CFGGuider
 from .loaders import T5Loader, UNetLoader
 from .model_files import register_folders
 from .sampling import Base64Sampler, SRUpsampler256
+from .saving import SaveImageWithCaptions
+from .selection import BestOfN
 from .text import T5Encode
 from .upscale import SRUpsampler1024, UpscalerLoader
 from .vision import CLIPLoader, EmbeddingSimilarity, GITCaption, GITLoader
 
 NODES: list[type[io.ComfyNode]] = [T5Loader, UNetLoader, T5Encode, CFGGuider, Base64Sampler, SRUpsampler256,
                                    UpscalerLoader, SRUpsampler1024, GITLoader, GITCaption, CLIPLoader,
-                                   EmbeddingSimilarity]
+                                   EmbeddingSimilarity, BestOfN, SaveImageWithCaptions]
 
 
 class PixelCascadeExtension(ComfyExtension):

@@ -11,6 +11,7 @@ import comfy.model_patcher as model_patcher  # noqa: F401
 import comfy.ops as comfy_ops  # noqa: F401
 import comfy.utils  # noqa: F401
 import folder_paths  # noqa: F401
+from comfy.cli_args import args as comfy_args  # noqa: F401
 from comfy.model_patcher import ModelPatcher  # noqa: F401
 from comfy_api.latest import ComfyExtension, io  # noqa: F401
 

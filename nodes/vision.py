@@ -5,6 +5,7 @@ import json
 
 import torch
 
+from cascade_core.caption_files import decorate_caption
 from cascade_core.captioning import load_captioner
 from cascade_core.similarity import best_matches, load_embedder, rank
 
@@ -15,8 +16,16 @@ from .loaders import CATEGORY
 from .types import CAPTIONER, EMBEDDER, ModelHandle
 
 GIT_TYPES, EMBEDDER_TYPES = ("git",), ("clip", "siglip")
+BATCH_SIZE = 16  # images per forward pass of the caption / embedding models (the batch_size inputs' default)
 DEVICE_TIP = "default: ComfyUI's GPU (or the CPU with --cpu); cpu keeps the model off the GPU."
 DTYPE_TIP = "default: float16/bfloat16 on the GPU, float32 on the CPU."
+
+
+def batch_size_input(what: str) -> io.Int.Input:
+    """The ``batch_size`` input of the caption / similarity / best-of-N nodes (optional: older workflows lack it)."""
+    return io.Int.Input("batch_size", default=BATCH_SIZE, min=1, max=256, optional=True,
+                        tooltip=f"Images {what} per forward pass: any number of images works; lower it if the "
+                                "GPU runs out of memory, raise it for speed.")
 
 
 def _load(kind: str, name: str, device: str, dtype: str, loader, node: str) -> ModelHandle:
@@ -90,23 +99,33 @@ class GITCaption(CheckedNode):
                                tooltip="Values above 1 discourage repeated words."),
                 io.String.Input("prompt", default="", tooltip="Optional text the caption continues (for the "
                                                               "VQA checkpoints: a question)."),
+                io.String.Input("prefix", default="", optional=True,
+                                tooltip="Put before every caption, e.g. a LoRA trigger word. Prefix, caption and "
+                                        "suffix are trimmed and joined with ', ' (empty parts left out)."),
+                io.String.Input("suffix", default="", optional=True,
+                                tooltip="Put after every caption (e.g. style tags), joined with ', '."),
+                batch_size_input("captioned"),
             ],
             outputs=[io.String.Output(display_name="caption", is_output_list=True,
-                                      tooltip="One caption per image.")],
+                                      tooltip="One caption per image, as a list: a node taking a STRING runs once "
+                                              "per caption.")],
         )
 
     @classmethod
     def execute(cls, model: ModelHandle, image: torch.Tensor, max_new_tokens: int, num_beams: int,
-                repetition_penalty: float, prompt: str) -> io.NodeOutput:
-        require_valid(cls, prompt=prompt)
+                repetition_penalty: float, prompt: str, prefix: str = "", suffix: str = "",
+                batch_size: int = BATCH_SIZE) -> io.NodeOutput:
+        require_valid(cls, prompt=prompt, prefix=prefix, suffix=suffix, batch_size=batch_size)
         try:
             model.model.prompt_ids(prompt, 1, max_new_tokens)
         except ValueError as e:
             raise ValueError(f"GIT Caption: input 'prompt': {e}.") from None
         captions = memory.run_with_oom_retry(
             lambda: model.model.caption(image, max_new_tokens=max_new_tokens, num_beams=num_beams,
-                                        repetition_penalty=repetition_penalty, prompt=prompt),
+                                        repetition_penalty=repetition_penalty, prompt=prompt,
+                                        batch_size=batch_size),
             [model], "GIT Caption")
+        captions = [decorate_caption(c, prefix, suffix) for c in captions]
         return io.NodeOutput(captions, ui={"text": captions})
 
 
@@ -127,6 +146,7 @@ class EmbeddingSimilarity(CheckedNode):
                 io.Combo.Input("score", options=["cosine", "logits", "softmax"], default="cosine",
                                tooltip="cosine: similarity in -1..1; logits: the model's scaled scores; softmax: "
                                        "probability of each text per image (texts only)."),
+                batch_size_input("embedded"),
             ],
             outputs=[
                 io.Float.Output(display_name="score", tooltip="Score of the first image against the first column."),
@@ -139,8 +159,8 @@ class EmbeddingSimilarity(CheckedNode):
 
     @classmethod
     def execute(cls, model: ModelHandle, image: torch.Tensor, texts: str, score: str,
-                image_b: torch.Tensor | None = None) -> io.NodeOutput:
-        require_valid(cls, texts=texts)
+                image_b: torch.Tensor | None = None, batch_size: int = BATCH_SIZE) -> io.NodeOutput:
+        require_valid(cls, texts=texts, batch_size=batch_size)
         lines = [t.strip() for t in texts.splitlines() if t.strip()]
         if not lines and image_b is None:
             raise ValueError("Embedding Similarity: nothing to compare with. Write texts (one per line) in 'texts' "
@@ -148,7 +168,8 @@ class EmbeddingSimilarity(CheckedNode):
         if image_b is not None and score != "cosine":
             raise ValueError("Embedding Similarity: input 'score' must be cosine when 'image_b' is connected "
                              "(logits and softmax are defined for texts).")
-        scores = memory.run_with_oom_retry(lambda: _score_matrix(model.model, image, lines, image_b, score),
+        scores = memory.run_with_oom_retry(lambda: _score_matrix(model.model, image, lines, image_b, score,
+                                                                 batch_size),
                                            [model], "Embedding Similarity")
         columns = lines + ([f"image_b[{i}]" for i in range(image_b.shape[0])] if image_b is not None else [])
         rows = [f"image[{i}]" for i in range(scores.shape[0])]
@@ -161,13 +182,14 @@ class EmbeddingSimilarity(CheckedNode):
         return io.NodeOutput(float(values[0][0]), matrix, best, ranking, ui={"text": [ranking]})
 
 
-def _score_matrix(embedder, image: torch.Tensor, texts: list[str], image_b, score: str) -> torch.Tensor:
+def _score_matrix(embedder, image: torch.Tensor, texts: list[str], image_b, score: str,
+                  batch_size: int) -> torch.Tensor:
     """[images, texts + image_b] scores; cosine for image pairs, the chosen kind for texts."""
-    image_embeds = embedder.embed_images(image)
+    image_embeds = embedder.embed_images(image, batch_size=batch_size)
     parts = []
     if texts:
-        parts.append(embedder.scores(image_embeds, embedder.embed_texts(texts), scale=score == "logits",
-                                     softmax=score == "softmax"))
+        parts.append(embedder.scores(image_embeds, embedder.embed_texts(texts, batch_size=batch_size),
+                                     scale=score == "logits", softmax=score == "softmax"))
     if image_b is not None:
-        parts.append(embedder.scores(image_embeds, embedder.embed_images(image_b)))
+        parts.append(embedder.scores(image_embeds, embedder.embed_images(image_b, batch_size=batch_size)))
     return torch.cat(parts, dim=1).cpu()

@@ -73,6 +73,32 @@ def clip_graph(*, model: str = REPO_CLIP, texts: str = "a red square", score: st
                    "inputs": {"model": ["42", 0], "image": ["20", 0], "texts": texts, "score": score}}}
 
 
+def best_of_n_graph(*, batch: int = 2, keep: int = 1, texts: str = "a red square", batch_size: int = 16) -> dict:
+    image = empty_image(16, 16)
+    image["inputs"]["batch_size"] = batch
+    return {"20": image,
+            "42": {"class_type": "PixelCascadeCLIPLoader",
+                   "inputs": {"model_name": REPO_CLIP, "device": "default", "dtype": "default"}},
+            "44": {"class_type": "PixelCascadeBestOfN",
+                   "inputs": {"model": ["42", 0], "image": ["20", 0], "texts": texts, "keep": keep,
+                              "batch_size": batch_size}}}
+
+
+def save_captions_graph(*, prefix: str = "tests/bad/x", images: int = 1, captioned: int = 0) -> dict:
+    """Save Image With Captions (node "45") of ``images`` images with the captions of GIT Caption on ``captioned``
+    images, or (0) one fixed caption: then "45" is the only output node (a bad prefix fails the whole prompt)."""
+    if captioned:
+        graph = git_graph()
+        graph["20"]["inputs"]["batch_size"] = captioned
+    else:
+        graph = {"41": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a caption"}}}
+    graph["21"] = empty_image(32, 32)
+    graph["21"]["inputs"]["batch_size"] = images
+    graph["45"] = {"class_type": "PixelCascadeSaveImageWithCaptions",
+                   "inputs": {"images": ["21", 0], "captions": ["41", 0], "filename_prefix": prefix}}
+    return graph
+
+
 def _sr(width: int, height: int) -> Callable[[dict], dict]:
     return lambda files: sr_graph(empty_image(width, height))
 
@@ -170,6 +196,13 @@ CASES: list[Case] = [
     Case("clip-texts-surrogate", lambda f: clip_graph(texts="a \udfff cat"), "43", ("texts",)),
     Case("clip-score-bogus", lambda f: clip_graph(score="bogus"), "43", ("score",)),
     Case("clip-texts-empty", lambda f: clip_graph(texts="\n \n"), "43", ("texts",)),
+    Case("best-of-n-keep-above-batch", lambda f: best_of_n_graph(batch=2, keep=3), "44", ("keep",)),
+    Case("best-of-n-texts-empty", lambda f: best_of_n_graph(texts=" \n"), "44", ("texts",)),
+    Case("best-of-n-batch-size-zero", lambda f: best_of_n_graph(batch_size=0), "44", ("batch_size",)),
+    Case("git-batch-size-zero", lambda f: _set(git_graph(), "41", batch_size=0), "41", ("batch_size",)),
+    Case("save-captions-traversal", lambda f: save_captions_graph(prefix="../escape/x"), "45", ("filename_prefix",)),
+    Case("save-captions-absolute", lambda f: save_captions_graph(prefix="/tmp/escape/x"), "45", ("filename_prefix",)),
+    Case("save-captions-count-mismatch", lambda f: save_captions_graph(images=3, captioned=2), "45", ("captions",)),
     # images: 1x1, odd sizes, far too large
     Case("sr-image-1x1", _sr(1, 1), "10", ("image",)),
     Case("sr-image-odd", _sr(63, 63), "10", ("image",)),

@@ -25,7 +25,9 @@ TEST_MODELS = {
 }
 DEMO = "demo_cascade"  # the shipped demo workflow: runs on the demo models, not on micro checkpoints
 SAMPLERS = ("PixelCascadeBase64Sampler", "PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024")
-IMAGE_SINKS = ("SaveImage", "PreviewImage")
+SAVE_WITH_CAPTIONS = "PixelCascadeSaveImageWithCaptions"
+IMAGE_SINKS = ("SaveImage", "PreviewImage", SAVE_WITH_CAPTIONS)
+SAVERS = ("SaveImage", SAVE_WITH_CAPTIONS)  # image sinks that write to the output folder (filename_prefix)
 
 
 def api_paths() -> list[Path]:
@@ -70,7 +72,7 @@ def for_tests(api: dict, *, steps: int = 8, prefix: str = "test") -> dict:
             node["inputs"]["steps"] = steps
             if "schedule" in node["inputs"]:
                 node["inputs"]["schedule"] = "leading"
-        if node["class_type"] == "SaveImage":
+        if node["class_type"] in SAVERS:
             node["inputs"]["filename_prefix"] = f"tests/{prefix}"
     return api
 
@@ -84,4 +86,7 @@ def image_size(api: dict, link: list) -> tuple[int, int, int]:
     if node["class_type"] in ("PixelCascadeSRUpsampler256", "PixelCascadeSRUpsampler1024"):
         batch, width, height = image_size(api, inputs["image"])
         return batch, 4 * width, 4 * height
+    if node["class_type"] == "PixelCascadeBestOfN":  # the best `keep` of the batch, same size
+        _, width, height = image_size(api, inputs["image"])
+        return inputs["keep"], width, height
     raise ValueError(f"no size rule for {node['class_type']}")

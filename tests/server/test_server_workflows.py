@@ -8,7 +8,7 @@ import io
 import pytest
 from _checkpoints import FILE_UNET, REPO_IF_I
 from cascade_core.inpaint import strength_steps
-from _workflows import IMAGE_SINKS, SAMPLERS, api_paths, for_tests, image_size, load, micro_api_paths
+from _workflows import IMAGE_SINKS, SAMPLERS, SAVERS, api_paths, for_tests, image_size, load, micro_api_paths
 
 pytestmark = pytest.mark.server
 
@@ -53,7 +53,7 @@ def test_shipped_workflow_runs(comfy, path, label, t5_name, base_unet):
         batch, width, height = image_size(api, api[node_id]["inputs"]["images"])
         images = run.history["outputs"][node_id]["images"]
         assert len(images) == batch, node_id
-        expected_type = "output" if api[node_id]["class_type"] == "SaveImage" else "temp"
+        expected_type = "output" if api[node_id]["class_type"] in SAVERS else "temp"
         for image in images:
             assert image["type"] == expected_type
             assert _png_size(comfy, image) == (width, height), f"node {node_id} ({api[node_id]['class_type']})"

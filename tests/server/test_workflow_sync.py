@@ -109,3 +109,32 @@ def test_demo_cascade_recipe():
         assert api[node["image"][0]]["class_type"] == SAMPLERS[2], kind
     similarity = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeEmbeddingSimilarity")
     assert similarity["texts"] == [prompt_id, 0]
+
+
+def test_cascade_best_of_8_recipe():
+    """Generate 8 at 64 px -> Best of N keeps 2 (scored against the prompt) -> 256 -> 1024 -> saved."""
+    api = load(API_DIR / "cascade_best_of_8.json")
+    kind = {i: n["class_type"] for i, n in api.items()}
+    base_id = next(i for i, k in kind.items() if k == "PixelCascadeBase64Sampler")
+    best = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeBestOfN")
+    assert api[base_id]["inputs"]["batch_size"] == 8 and best["keep"] == 2 and best["image"] == [base_id, 0]
+    prompt_id = next(i for i, k in kind.items() if k == "PrimitiveStringMultiline")
+    assert best["texts"] == [prompt_id, 0] and kind[best["model"][0]] == "PixelCascadeCLIPLoader"
+    sr256 = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeSRUpsampler256")
+    sr1024 = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeSRUpsampler1024")
+    assert kind[sr256["image"][0]] == "PixelCascadeBestOfN" and kind[sr1024["image"][0]] == SAMPLERS[1]
+    saves = [n["inputs"] for n in api.values() if n["class_type"] == "SaveImage"]
+    assert [kind[s["images"][0]] for s in saves] == [SAMPLERS[2]]
+
+
+def test_caption_dataset_recipe():
+    """A generated batch of 16 -> 256 -> GIT Caption with a trigger-word prefix -> Save Image With Captions."""
+    api = load(API_DIR / "caption_dataset.json")
+    kind = {i: n["class_type"] for i, n in api.items()}
+    base = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeBase64Sampler")
+    caption_id = next(i for i, k in kind.items() if k == "PixelCascadeGITCaption")
+    caption = api[caption_id]["inputs"]
+    save = next(n["inputs"] for n in api.values() if n["class_type"] == "PixelCascadeSaveImageWithCaptions")
+    assert base["batch_size"] >= 16 and caption["prefix"].strip() and caption["batch_size"] < base["batch_size"]
+    assert save["captions"] == [caption_id, 0] and save["images"] == caption["image"]
+    assert kind[save["images"][0]] == SAMPLERS[1] and save["filename_prefix"].startswith("PixelCascade/")
