@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -56,4 +57,7 @@ def test_readme_python_example_runs(tiny_root):
                         ('"smart100"', '"fast27"'), ('"smart50"', "4"),
                         ("height=256, width=256", "height=32, width=32")])
     assert tuple(scope["img64"].shape) == (1, 3, 64, 64)
+    redo, start = scope["redo"], scope["img64"]
+    outside = (scope["mask"] < 0.5).expand_as(redo)  # inpainting keeps the start image exactly outside the mask
+    assert tuple(redo.shape) == (1, 3, 64, 64) and torch.equal(redo[outside], start[outside])
     assert tuple(scope["img256"].shape) == (1, 3, 32, 32)
