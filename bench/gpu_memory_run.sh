@@ -8,15 +8,7 @@
 #     --platform manylinux2014_x86_64 -d .whl diffusers==0.42.1
 # then: run(command="bash bench/gpu_memory_run.sh", carry=[".whl"], timeout_s=600)
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUT="${OUT:-bench/results}"
-export PYTHONUNBUFFERED=1
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-card=$(python3 -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name().lower()).strip("_"))')
+. "$(dirname "$0")/gpu_setup.sh"
 timeout 420 python3 bench/memory.py --out "$OUT/memory_${card}.json" 2>&1 | tee "$OUT/memory_log.txt"
 timeout 120 python3 bench/fp8_error.py --device cuda --prompts 8 --seeds 2 --out "$OUT/fp8_error_${card}.json" 2>&1 \
   | tee "$OUT/fp8_log.txt"
