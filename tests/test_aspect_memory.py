@@ -52,8 +52,10 @@ def test_unet_measured_peak_follows_the_area(config, sr):
             peaks[(h, w)] = peak_cpu_bytes(lambda x=x: unet(x, t, emb, noise))
             ests[(h, w)] = activation_bytes(unet.config, 2, h, w, torch.float32)
     assert peaks[(16, 64)] == peaks[(64, 16)]
-    assert _spread(_per_pixel(peaks)) < 0.01  # measured 0.1 %
-    assert _spread([peaks[k] / ests[k] for k in peaks]) < 0.01
+    # measured 0.1 % before the UNet kept each layer's text k/v for the whole forward (a fixed, area-independent
+    # part, ~1 % of these micro peaks and negligible at real sizes): 1.3 %
+    assert _spread(_per_pixel(peaks)) < 0.02
+    assert _spread([peaks[k] / ests[k] for k in peaks]) < 0.02
 
 
 def test_x4_stage_estimate_and_measured_peak_follow_the_area(x4_repo):

@@ -34,6 +34,16 @@ def api_paths() -> list[Path]:
     return sorted(API_DIR.glob("*.json"))
 
 
+BASIC = "cascade_64_256"  # the plain two-stage workflow the generic server tests start from
+
+
+def api_path(stem: str) -> Path:
+    """The shipped API workflow ``workflows/api/<stem>.json``."""
+    path = API_DIR / f"{stem}.json"
+    assert path.is_file(), f"no shipped API workflow {path}"
+    return path
+
+
 def micro_api_paths() -> list[Path]:
     """The API workflows the micro checkpoints can stand in for (all but the demo's)."""
     return [p for p in api_paths() if p.stem != DEMO]

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from _ui import map_widgets
 from _demo_models import require_demo
-from _workflows import DEMO, IMAGE_SINKS, MODEL_INPUTS, TEST_MODELS, api_paths, load, retarget_models, ui_path_for
+from _workflows import (BASIC, DEMO, IMAGE_SINKS, MODEL_INPUTS, TEST_MODELS, api_path, api_paths, load, retarget_models,
+                        ui_path_for)
 
 pytestmark = [pytest.mark.server, pytest.mark.browser]
 
@@ -71,7 +72,7 @@ def test_ui_workflow_loads_and_converts_to_the_api_workflow(browser_env, comfy, 
 def test_missing_node_is_detected(browser_env, comfy, artifacts, tmp_path):
     """Negative control: a workflow with a node type the server lacks shows the missing-nodes dialog (frontend
     1.32) or notice (1.49)."""
-    ui = map_widgets(load(ui_path_for(api_paths()[0])), MODEL_INPUTS, TEST_MODELS)
+    ui = map_widgets(load(ui_path_for(api_path(BASIC))), MODEL_INPUTS, TEST_MODELS)
     ui["nodes"][0]["type"] = "PixelCascadeNoSuchNode"
     state = _check_in_browser(comfy, browser_env, ui, tmp_path, artifacts / "workflow_missing_node.png")
     assert any("missing" in d.lower() for d in state["dialogs"]), state["dialogs"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from _workflows import for_tests, load, micro_api_paths
+from _workflows import BASIC, api_path, for_tests, load
 
 pytestmark = pytest.mark.server
 
@@ -27,7 +27,7 @@ def _free(comfy) -> None:
 
 
 def test_free_unloads_our_models_and_the_next_run_reloads_them(comfy):
-    api = for_tests(load(micro_api_paths()[0]), steps=2, prefix="free")
+    api = for_tests(load(api_path(BASIC)), steps=2, prefix="free")
     _free(comfy)  # a clean slate: what earlier tests loaded is released
     time.sleep(2)
     loaded, released = _count(comfy, "Pixel Cascade: loaded "), _count(comfy, "Pixel Cascade: released ")

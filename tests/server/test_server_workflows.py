@@ -8,7 +8,8 @@ import io
 import pytest
 from _checkpoints import FILE_UNET, REPO_IF_I
 from cascade_core.inpaint import strength_steps
-from _workflows import IMAGE_SINKS, SAMPLERS, SAVERS, api_paths, for_tests, image_size, load, micro_api_paths
+from _workflows import (BASIC, IMAGE_SINKS, SAMPLERS, SAVERS, api_path, api_paths, for_tests, image_size, load,
+                        micro_api_paths)
 
 pytestmark = pytest.mark.server
 
@@ -67,7 +68,7 @@ def test_shipped_workflow_runs(comfy, path, label, t5_name, base_unet):
 
 def test_cascade_output_is_4x_base(comfy):
     """The 256 px stage really is 4× the 64 px stage, also for a non-square, batched base image."""
-    api = for_tests(load(api_paths()[0]), steps=2, prefix="wide")
+    api = for_tests(load(api_path(BASIC)), steps=2, prefix="wide")
     sampler = next(n for n in api.values() if n["class_type"] == "PixelCascadeBase64Sampler")
     sampler["inputs"].update(width=80, height=48, batch_size=2)
     run = comfy.run(api)
