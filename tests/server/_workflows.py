@@ -74,10 +74,13 @@ def retarget_models(api: dict) -> dict:
     return api
 
 
-def for_tests(api: dict, *, steps: int = 8, prefix: str = "test") -> dict:
-    """Micro models, ``steps`` steps on a step-count schedule, and a test-only output file prefix."""
+def for_tests(api: dict, *, steps: int = 8, prefix: str = "test", max_batch: int | None = None) -> dict:
+    """Micro models, ``steps`` steps on a step-count schedule, a test-only output file prefix, and base batches of
+    at most ``max_batch`` images (None: as shipped)."""
     api = retarget_models(api)
     for node in api.values():
+        if max_batch is not None and "batch_size" in node["inputs"] and node["class_type"] == SAMPLERS[0]:
+            node["inputs"]["batch_size"] = min(node["inputs"]["batch_size"], max_batch)
         if node["class_type"] in SAMPLERS:
             node["inputs"]["steps"] = steps
             if "schedule" in node["inputs"]:
