@@ -29,8 +29,8 @@ from torch import Tensor
 
 from .denoisers import denoise_with_variance
 
-__all__ = ["MaskedDenoiser", "strength_sigmas", "strength_steps", "prepare_mask", "resize_pixels", "match_batches",
-           "composite", "StartImage", "start_image"]
+__all__ = ["MaskedDenoiser", "require_start_image", "start_state", "strength_sigmas", "strength_steps", "prepare_mask",
+           "resize_pixels", "match_batches", "composite", "StartImage", "start_image"]
 
 
 def strength_steps(steps: int, strength: float) -> int:
@@ -137,6 +137,25 @@ class MaskedDenoiser:
         """``(x0 with the original outside the mask, the inner denoiser's learned-range fraction or None)``."""
         denoised, variance = denoise_with_variance(self.denoiser, self.blend_state(x, sigma), sigma, extra)
         return self._keep(denoised), variance
+
+
+def require_start_image(init_image: Tensor | None, mask: Tensor | None, strength: float) -> None:
+    """A stage runner's check: ``mask`` and a ``strength`` below 1 only mean something with a start image."""
+    if init_image is None and (mask is not None or strength != 1.0):
+        raise ValueError("mask and strength (denoise) need a start image (init_image): without one the stage "
+                         "generates from pure noise")
+
+
+def start_state(denoiser: Callable[..., Tensor], original: Tensor, mask: Tensor | None, sigma: Tensor,
+                noise: Tensor) -> tuple[Callable[..., Tensor], Tensor]:
+    """Where a stage that starts from ``original`` [B, C, H, W] begins at ``sigma`` (the first kept step):
+    ``(denoiser, x)`` with x = original + sigma * noise (q(x_t | x_0) in sigma space); with a ``mask`` [B, 1, H, W]
+    the denoiser wrapped in :class:`MaskedDenoiser` and the unmasked region of x the clean original."""
+    x = original + float(sigma) * noise
+    if mask is None:
+        return denoiser, x
+    masked = MaskedDenoiser(denoiser, original, mask)
+    return masked, masked.blend_state(x, sigma)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import nn
 
 from .denoisers import DiscreteVPDenoiser
 from .guidance import CFGGuider, DynamicThreshold
-from .inpaint import MaskedDenoiser, match_batches, strength_sigmas
+from .inpaint import match_batches, require_start_image, start_state, strength_sigmas
 from .samplers import get_sampler
 from .schedules import ALPHA_SCHEDULES, sigmas_for_timesteps
 from .spacing import IF_STEP_STRINGS, lambda_clipped_timesteps, timesteps_from_spec
@@ -178,9 +178,7 @@ def sample_stage(
     aug_alphas = ALPHA_SCHEDULES[aug_schedule](1000)
     if low_res is not None and batch_size == 1:
         batch_size = low_res.shape[0]
-    if init_image is None and (mask is not None or strength != 1.0):
-        raise ValueError("mask and strength (denoise) need a start image (init_image): without one the stage "
-                         "generates from pure noise")
+    require_start_image(init_image, mask, strength)
     if init_image is not None:
         _check_init(init_image, mask, channels, height, width)
         init_image, mask, batch_size = match_batches(batch_size, init_image, mask)
@@ -196,10 +194,8 @@ def sample_stage(
         x = randn(shape) * math.sqrt(1.0 + float(sigmas[0]) ** 2)  # x_T ~ N(0, I) in DDPM space
     else:
         init_image = init_image.to(device=device, dtype=torch.float32)
-        x = init_image + float(sigmas[0]) * randn(shape)  # q(x_t | x_0) in sigma space
-        if mask is not None:
-            denoiser = MaskedDenoiser(denoiser, init_image, mask.to(device))
-            x = denoiser.blend_state(x, sigmas[0])
+        denoiser, x = start_state(denoiser, init_image, None if mask is None else mask.to(device), sigmas[0],
+                                  randn(shape))
     extra = {}
     if low_res is not None:
         upscaled = F.interpolate(low_res.float().to(device), (height, width), mode="bilinear", align_corners=True)

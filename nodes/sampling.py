@@ -116,7 +116,7 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
     batch = stage.get("batch_size") or stage["low_res"].shape[0]
     if begin is not None:
         batch = max(batch, begin.pixels.shape[0])
-        stage.update(init_image=begin.pixels, mask=begin.mask, strength=denoise, batch_size=batch)
+        stage.update(init_image=begin.pixels, mask=begin.mask, batch_size=batch)
     room = activation_bytes(unet.config, 2 * batch, stage["height"], stage["width"], unet.dtype)  # 2x: CFG
     size = f"{stage['width']}x{stage['height']}"
     memory.check_fits(f"{node}: a {size} output (batch {batch})", room, spec.unet.device,
@@ -132,7 +132,6 @@ def _run_stage(spec: GuiderSpec, node: str, *, seed: int, steps: int, schedule: 
                 sigmas = strength_sigmas(sigmas, denoise)
             except ValueError as e:
                 raise ValueError(f"{node}: input 'denoise': {e}.") from None
-            stage["strength"] = 1.0
         bar = ProgressBar(len(sigmas) - 1)
 
         def callback(info: dict) -> None:

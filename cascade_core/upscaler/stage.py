@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..guidance import CFGGuider
-from ..inpaint import MaskedDenoiser, composite, match_batches, strength_sigmas
+from ..inpaint import composite, match_batches, require_start_image, start_state, strength_sigmas
 from ..schedules import sigmas_for_timesteps, sigmas_from_alphas_cumprod
 from ..spacing import spaced_timesteps
 from ..stage import gaussian_source, noise_augment, run_sampler, unet_denoiser
@@ -104,8 +104,7 @@ def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", nega
     reach them). Random draws: augmentation noise, then the start noise.
     """
     _check_inputs(upscaler, image, noise_level, steps)
-    if init_image is None and (mask is not None or strength != 1.0):
-        raise ValueError("mask and strength (denoise) need a start image (init_image)")
+    require_start_image(init_image, mask, strength)
     if init_image is not None:
         init_image, mask, batch = match_batches(image.shape[0], init_image, mask)
         image = image.expand(batch, *image.shape[1:]) if image.shape[0] != batch else image
@@ -127,11 +126,9 @@ def sample_x4_stage(upscaler: Upscaler, image: Tensor, prompt: Prompt = "", nega
     else:
         sigmas = strength_sigmas(sigmas, strength)
         original = upscaler.encode(init_image.to(torch.float32))
-        x = original + float(sigmas[0]) * randn(shape)
-        if mask is not None:
-            latent_mask = (F.max_pool2d(mask.float(), upscaler.upscale_factor) >= 0.5).float().to(device)
-            model = MaskedDenoiser(model, original, latent_mask)
-            x = model.blend_state(x, sigmas[0])
+        latent_mask = None if mask is None else \
+            (F.max_pool2d(mask.float(), upscaler.upscale_factor) >= 0.5).float().to(device)
+        model, x = start_state(model, original, latent_mask, sigmas[0], randn(shape))
     extra = {"low_res": low_res, "noise_level": torch.full((batch,), noise_level, device=device, dtype=torch.long)}
     latents = run_sampler(model, x, sigmas, extra=extra, sampler=sampler, randn=randn, callback=callback,
                           sampler_options=sampler_options)
