@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .denoisers import denoise_with_variance
+from .denoisers import denoise_pair
 
 __all__ = ["GraphedDenoiser"]
 
@@ -80,9 +80,7 @@ class GraphedDenoiser:
         return self._run(x, sigma, extra, True)
 
     def _eager(self, x: Tensor, sigma: Tensor, extra: dict, with_variance: bool) -> tuple[Tensor, Tensor | None]:
-        if with_variance:
-            return denoise_with_variance(self.denoiser, x, sigma, extra)
-        return self.denoiser(x, sigma, **extra), None
+        return denoise_pair(self.denoiser, x, sigma, extra, with_variance)
 
     def _run(self, x: Tensor, sigma: Tensor, extra: dict, with_variance: bool) -> tuple[Tensor, Tensor | None]:
         sigma = torch.as_tensor(sigma, device=x.device)

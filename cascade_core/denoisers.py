@@ -105,3 +105,12 @@ def denoise_with_variance(model: Callable, x: Tensor, sigma: Tensor, extra_args:
     if method is not None:
         return method(x, sigma, **extra_args)
     return model(x, sigma, **extra_args), None
+
+
+def denoise_pair(model: Callable, x: Tensor, sigma: Tensor, extra_args: dict,
+                 with_variance: bool) -> tuple[Tensor, Tensor | None]:
+    """``(x0, learned-range fraction or None)`` from ``model``: through :func:`denoise_with_variance` when the
+    caller needs the variance, else a plain call with None (wrappers that serve both entry points use this)."""
+    if with_variance:
+        return denoise_with_variance(model, x, sigma, extra_args)
+    return model(x, sigma, **extra_args), None

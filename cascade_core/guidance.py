@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .denoisers import denoise_with_variance
+from .denoisers import denoise_pair
 from .unet.text_context import tensor_version
 
 __all__ = ["CFGGuider", "DynamicThreshold", "PostCFG"]
@@ -110,8 +110,7 @@ class CFGGuider:
 
     def _inner(self, x: Tensor, sigma: Tensor, with_variance: bool, extra: dict) -> tuple[Tensor, Tensor | None]:
         """One denoiser call with embeddings under cond_key: (denoised, variance or None)."""
-        return denoise_with_variance(self.denoiser, x, sigma, extra) if with_variance else \
-            (self.denoiser(x, sigma, **extra), None)
+        return denoise_pair(self.denoiser, x, sigma, extra, with_variance)
 
     def _text_batch(self, batch: int) -> Tensor:
         """What the denoiser gets under ``cond_key``: [negative; positive] [2B, L, D] with CFG, else positive
